@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,21 @@ def test_real_entry_point_has_no_traceback(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1
+
+
+ABF = Path("/work/shared/realdata/abf/File_axon_5.abf")
+
+
+@pytest.mark.skipif(not ABF.is_file(), reason="ABF sample files not present")
+def test_import_abf(tmp_path, capsys):
+    pytest.importorskip("pyabf")
+    out = tmp_path / "cell.h5"
+    assert main(["import-abf", str(ABF), "--capacitance", "100", "--temperature", "22",
+                 "--sweeps", "0", "1", "--window", "0", "300", "--set", "g_L=0.1",
+                 "-o", str(out), "-q"]) == 0
+    rec = read_recording(out)
+    assert rec.n_traces == 2 and rec.biophysics.g_L == 0.1
+    assert rec.biophysics.temperature == 22.0
+    assert "--set" in _error(capsys, ["import-abf", str(ABF), "--area", "1e-4",
+                                      "--temperature", "22", "--set", "g_X=1", "-o",
+                                      str(tmp_path / "x.h5")])
