@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_real_entry_point_has_no_traceback(tmp_path):
     assert r.stderr.count("\n") == 1
 
 
-ABF = Path("/work/shared/realdata/abf/File_axon_5.abf")
+ABF = Path(os.environ.get("HYBRIDHH_REALDATA", "/work/shared/realdata")) / "abf" / "File_axon_5.abf"
 
 
 @pytest.mark.skipif(not ABF.is_file(), reason="ABF sample files not present")
