@@ -114,6 +114,62 @@ _ALPHAS = (alpha_m, alpha_h, alpha_n)
 _BETAS = (beta_m, beta_h, beta_n)
 
 
+# The fused evaluation of all six rates. With w = V_modern + 65 mV (the displacement from
+# the 1952 rest) every rate is a function of one affine argument (w - K) / D:
+#   column  rate      K    D     rate from the argument a
+#   0       alpha_m   25  -10    a / expm1(a)               (removable singularity at a=0)
+#   1       alpha_n   10  -10    0.1 a / expm1(a)           (removable singularity at a=0)
+#   2       alpha_h    0  -20    0.07 exp(a)
+#   3       beta_m     0  -18    4 exp(a)
+#   4       beta_h    30  -10    1 / (1 + exp(a))
+#   5       beta_n     0  -80    0.125 exp(a)
+_FUSED_K = (25.0, 10.0, 0.0, 0.0, 30.0, 0.0)
+_FUSED_D = (-10.0, -10.0, -20.0, -18.0, -10.0, -80.0)
+_FUSED_CONST: dict = {}
+#: Below this |a| the quotient a / expm1(a) is replaced by its series 1 - a/2 + a^2/12
+#: (truncation error a^4/720 < 2e-19): exact at a = 0 and with an exact gradient there.
+_EXPREL_SERIES_BELOW = 1e-4
+
+
+def _fused_constants(dtype, device, phi: float):
+    key = (dtype, device, phi)
+    c = _FUSED_CONST.get(key)
+    if c is None:
+        if len(_FUSED_CONST) > 64:  # many temperatures: keep the cache small
+            _FUSED_CONST.clear()
+        c = (torch.tensor(_FUSED_K, dtype=dtype, device=device)[:, None],
+             torch.tensor(_FUSED_D, dtype=dtype, device=device)[:, None],
+             torch.tensor((phi, 0.07 * phi, 0.1 * phi), dtype=dtype, device=device),
+             torch.tensor((4.0 * phi, phi, 0.125 * phi), dtype=dtype, device=device))
+        _FUSED_CONST[key] = c
+    return c
+
+
+def _fused_hh_rates(V, shift: float, phi: float):
+    """All six HH rates of ``V + shift`` (= w, mV above the 1952 rest) times ``phi``.
+
+    Works on a flat, rate-major ``[6, N]`` layout so every elementwise op runs over
+    contiguous memory (strided slices are many times slower on CPU).
+    """
+    if not V.is_floating_point():
+        V = V.to(torch.get_default_dtype())
+    K, D, scale_alpha, scale_beta = _fused_constants(V.dtype, V.device, phi)
+    w = V.reshape(-1)
+    if shift != 0.0:
+        w = w + shift
+    a = (w - K) / D  # [6, N]
+    u = a[:2]
+    small = u.abs() < _EXPREL_SERIES_BELOW
+    us = torch.where(small, 1.0, u)
+    ratio = torch.where(small, 1.0 + u * (u * (1.0 / 12.0) - 0.5), us / torch.expm1(us))
+    e = torch.exp(a[2:])  # alpha_h, beta_m, beta_h, beta_n (before scaling)
+    shape = V.shape + (3,)
+    alpha = (torch.stack((ratio[0], e[0], ratio[1]), dim=-1) * scale_alpha).reshape(shape)
+    beta = (torch.stack((e[1], torch.reciprocal(1.0 + e[2]), e[3]), dim=-1)
+            * scale_beta).reshape(shape)
+    return alpha, beta
+
+
 def q10_factor(temperature: float, q10: float = HH_Q10,
                reference: float = HH_REFERENCE_TEMPERATURE) -> float:
     """Rate multiplier ``q10 ** ((temperature - reference) / 10)`` (temperatures in °C)."""
@@ -160,17 +216,20 @@ class HHKinetics:
     def phi(self) -> float:
         return q10_factor(self.temperature, self.q10)
 
-    @_array_api
-    def _rates(self, V):
-        v = V + convention_offset(self.convention)
-        phi = self.phi
-        alpha = torch.stack([f(v) for f in _ALPHAS], dim=-1) * phi
-        beta = torch.stack([f(v) for f in _BETAS], dim=-1) * phi
-        return alpha, beta
-
     def rates(self, V):
-        """``(alpha, beta)``, each of shape ``V.shape + (3,)`` (gates m, h, n), 1/ms."""
-        return self._rates(V)
+        """``(alpha, beta)``, each of shape ``V.shape + (3,)`` (gates m, h, n), 1/ms.
+
+        ``V`` (mV, in this set's convention) may be a torch tensor (any float dtype and
+        device; the result has the same), a numpy array or a float (the result is numpy).
+        The six rates are evaluated in one fused pass (one ``exp`` and one ``expm1``
+        call), equal to the reference functions :func:`alpha_m` ... to rounding.
+        """
+        if isinstance(V, torch.Tensor):
+            return _fused_hh_rates(V, convention_offset(self.convention) - MODERN_REST,
+                                   self.phi)
+        a, b = _fused_hh_rates(torch.as_tensor(np.asarray(V, dtype=np.float64)),
+                               convention_offset(self.convention) - MODERN_REST, self.phi)
+        return a.numpy(), b.numpy()
 
     def inf_tau(self, V):
         """``(x_inf, tau)`` of the three gates (dimensionless, ms)."""

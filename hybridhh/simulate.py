@@ -93,6 +93,7 @@ def simulate(
     atol: float = 1e-8,
     dtype: torch.dtype = torch.float64,
     grad: bool = False,
+    compile: bool = False,
 ) -> Trajectory:
     """Simulate the HH equations for every trace of ``stimulus``.
 
@@ -117,15 +118,23 @@ def simulate(
         Tolerances of the adaptive methods.
     grad
         Keep the autograd graph (for fitting); off by default for speed.
+    compile
+        Run the step function of a fixed-step method through ``torch.compile`` (one fused
+        kernel per step: about 3-10x faster per step, most at large batches). The first
+        call per integrator, kinetics, biophysics and dt compiles (tens of seconds on CPU);
+        later calls in the same process reuse it. Needs a C++ compiler; adaptive methods
+        raise :class:`ConfigError`.
 
     Returns
     -------
     Trajectory
         V (mV) and gates sampled on ``stimulus.time``.
     """
-    bio = biophysics or Biophysics.standard()
-    kin = kinetics or HHKinetics("modern", temperature=bio.temperature)
+    bio = Biophysics.standard() if biophysics is None else biophysics
+    kin = HHKinetics("modern", temperature=bio.temperature) if kinetics is None else kinetics
     integ = get_integrator(method)
+    if compile and integ.adaptive:
+        raise ConfigError(f"compile=True applies to fixed-step methods only, not {method!r}")
     B = stimulus.n_traces
     I = torch.as_tensor(stimulus.current, dtype=dtype)
     t0, dts = float(stimulus.time[0]), stimulus.dt
@@ -138,7 +147,7 @@ def simulate(
             Vs, xs = (_dopri5 if method == "dopri5" else _lsoda)(
                 V, x, I, stimulus.time, kin, bio, rtol, atol)
         else:
-            Vs, xs = _fixed_step(integ, V, x, I, t0, dts, dt, kin, bio)
+            Vs, xs = _fixed_step(integ, V, x, I, t0, dts, dt, kin, bio, compile)
     if not (torch.isfinite(Vs).all() and torch.isfinite(xs).all()):
         raise SimulationError(
             f"simulation with {method!r} produced non-finite values; "
@@ -147,7 +156,31 @@ def simulate(
     return Trajectory(stimulus.time, Vs, xs, stimulus.current, stimulus.names, method)
 
 
-def _fixed_step(integ, V, x, I, t0, dts, dt, kin, bio):
+#: torch.compile'd step functions by integrator name (compiled lazily, once per process)
+_COMPILED_STEPS: dict = {}
+
+
+def _compiled_step(integ):
+    fn = _COMPILED_STEPS.get(integ.name)
+    if fn is None:
+        fn = torch.compile(integ.step)
+        _COMPILED_STEPS[integ.name] = fn
+    return fn
+
+
+def _substep_stimulus(I, n_sub, offset):
+    """Stimulus at substep ``j + offset`` (in substeps) of every sample interval.
+
+    ``I`` is ``[B, T]``; returns ``[(T-1) * n_sub, B]``, one contiguous row per step.
+    """
+    B, T = I.shape
+    frac = (torch.arange(n_sub, dtype=I.dtype) + offset) / n_sub  # [n_sub]
+    I0 = I[:, :-1].T  # [T-1, B]
+    dI = I[:, 1:].T - I0
+    return (I0[:, None, :] + dI[:, None, :] * frac[None, :, None]).reshape(-1, B)
+
+
+def _fixed_step(integ, V, x, I, t0, dts, dt, kin, bio, compile=False):
     dt = dts if dt is None else float(dt)
     n_sub = dts / dt
     if dt <= 0 or abs(n_sub - round(n_sub)) > 1e-6 or round(n_sub) < 1:
@@ -158,20 +191,16 @@ def _fixed_step(integ, V, x, I, t0, dts, dt, kin, bio):
     n_sub = int(round(n_sub))
     T = I.shape[1]
     # stimulus at the substep times a step needs, piecewise linear between samples
-    frac = torch.arange(n_sub, dtype=I.dtype) / n_sub
-    dI = (I[:, 1:] - I[:, :-1])  # [B, T-1]
-
-    def at(offset):  # offset in units of the substep; returns [T-1, n_sub, B]
-        f = (frac + offset / n_sub)
-        return (I[:, :-1, None] + dI[:, :, None] * f).permute(1, 2, 0)
-
-    stims = {k: at({"start": 0.0, "mid": 0.5, "end": 1.0}[k]) for k in integ.needs}
+    offsets = {"start": 0.0, "mid": 0.5, "end": 1.0}
+    names = integ.needs
+    rows = [_substep_stimulus(I, n_sub, offsets[k]).unbind(0) for k in names]
+    step = _compiled_step(integ) if compile else integ.step
     Vs, xs = [V], [x]
-    step = integ.step
-    for k in range(T - 1):
-        for j in range(n_sub):
-            Ik = {name: s[k, j] for name, s in stims.items()}
-            V, x = step(V, x, Ik, kin, bio, dt)
+    i = 0
+    for _ in range(T - 1):
+        for _ in range(n_sub):
+            V, x = step(V, x, {k: r[i] for k, r in zip(names, rows, strict=True)}, kin, bio, dt)
+            i += 1
         Vs.append(V)
         xs.append(x)
     return torch.stack(Vs, dim=1), torch.stack(xs, dim=1)
@@ -181,21 +210,39 @@ def _state_to_y(V, x):
     return torch.cat([V[:, None], x], dim=1)
 
 
+def _kink_times(I, time):
+    """Sample times where the piecewise-linear stimulus of any trace changes slope.
+
+    Always includes the first and last time. A slope change below 1e-12 of the largest
+    current (rounding in a ramp) does not count.
+    """
+    d2 = (I[:, 2:] - 2.0 * I[:, 1:-1] + I[:, :-2]).abs().amax(dim=0)  # [T-2]
+    tol = 1e-12 * max(float(I.abs().max()), 1.0)
+    idx = torch.nonzero(d2 > tol).flatten() + 1
+    idx = torch.cat([torch.tensor([0]), idx, torch.tensor([len(time) - 1])])
+    return torch.as_tensor(time, dtype=I.dtype)[idx]
+
+
 def _dopri5(V, x, I, time, kin, bio, rtol, atol):
     from torchdiffeq import odeint
 
     t0, dts = float(time[0]), float(time[1] - time[0])
+    T = I.shape[1]
+    IT = I.T.contiguous()  # [T, B]: one contiguous row per sample
+    dIT = torch.cat([IT[1:] - IT[:-1], torch.zeros_like(IT[:1])])
 
     def f(t, y):
-        Vt, xt = y[:, 0], y[:, 1:]
-        dV, dx = rhs(Vt, xt, interpolate_stimulus(I, t0, dts, t), kin, bio)
+        s = min(max((float(t) - t0) / dts, 0.0), T - 1.0)
+        k = min(int(s), T - 2)
+        It = torch.add(IT[k], dIT[k], alpha=s - k)
+        dV, dx = rhs(y[:, 0], y[:, 1:], It, kin, bio)
         return torch.cat([dV[:, None], dx], dim=1)
 
     tt = torch.as_tensor(time, dtype=I.dtype)
-    # step boundaries on the sample grid: within a step the piecewise-linear stimulus is
-    # smooth, so the method keeps its order and never strides over a stimulus onset
+    # steps end on every sample where the piecewise-linear stimulus has a kink: between
+    # them it is smooth, so the method keeps its order and never strides over an onset
     y = odeint(f, _state_to_y(V, x), tt, rtol=rtol, atol=atol, method="dopri5",
-               options={"step_t": tt})
+               options={"step_t": _kink_times(I, time)})
     return y[..., 0].T.contiguous(), y[..., 1:].permute(1, 0, 2).contiguous()
 
 
@@ -218,8 +265,10 @@ def _lsoda(V, x, I, time, kin, bio, rtol, atol):
             return np.concatenate([dV.numpy(), dx[0].numpy()])
 
         y0 = np.concatenate([[float(V[b])], x[b].detach().numpy()])
+        # max_step: from rest the derivatives vanish and LSODA would stride over a brief
+        # stimulus without ever sampling it; one sample step per step at most prevents it
         sol = scipy.integrate.solve_ivp(f, (time[0], time[-1]), y0, method="LSODA",
-                                        t_eval=time, rtol=rtol, atol=atol)
+                                        t_eval=time, rtol=rtol, atol=atol, max_step=dts)
         if not sol.success:
             raise SimulationError(f"LSODA failed on trace {b}: {sol.message}")
         Vs.append(sol.y[0])
