@@ -14,6 +14,7 @@ import torch
 from .biophysics import Biophysics
 from .errors import ConfigError, SimulationError
 from .integrators import get_integrator
+from .integrators import rhs as _rhs_fast
 from .kinetics import HHKinetics
 from .model import resting_potential, rhs, steady_state_gates
 from .protocols import Stimulus
@@ -69,8 +70,9 @@ def _initial_state(V0, x0, kinetics, bio, B, dtype):
         raise ConfigError(f"V0 must be a scalar or have shape ({B},), got {tuple(V.shape)}")
     V = V.clone()
     if x0 is None:
-        with torch.no_grad():
-            x = steady_state_gates(V, kinetics).to(dtype)
+        # under the caller's grad mode: with grad=True the initial gates depend on the
+        # kinetics' parameters, and the gradient must see it
+        x = steady_state_gates(V, kinetics).to(dtype)
     else:
         x = torch.as_tensor(x0, dtype=dtype)
         if x.ndim == 1:
@@ -235,8 +237,8 @@ def _dopri5(V, x, I, time, kin, bio, rtol, atol):
         s = min(max((float(t) - t0) / dts, 0.0), T - 1.0)
         k = min(int(s), T - 2)
         It = torch.add(IT[k], dIT[k], alpha=s - k)
-        dV, dx = rhs(y[:, 0], y[:, 1:], It, kin, bio)
-        return torch.cat([dV[:, None], dx], dim=1)
+        dV, dx = _rhs_fast(y[:, 0], y[:, 1:], It, kin, bio)
+        return torch.cat([dV.unsqueeze(1), dx], dim=1)
 
     tt = torch.as_tensor(time, dtype=I.dtype)
     # steps end on every sample where the piecewise-linear stimulus has a kink: between
