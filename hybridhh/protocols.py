@@ -239,7 +239,7 @@ def default_protocols(time, seed: int = 0):
     """The default fitting set: drives V across about -90…+50 mV (modern convention).
 
     Steps (2…60 and -4, -10 µA/cm²), a slow ramp, two hyperpolarising-prepulse protocols,
-    a chirp and four Ornstein–Uhlenbeck noise currents (seeded by ``seed``): 17 traces.
+    a chirp and four Ornstein–Uhlenbeck noise currents (seeded by ``seed``): 16 traces.
     The variety (sub- and supra-threshold, hyperpolarised, tonic firing, noise) is what
     makes all six rates identifiable.
     """
@@ -251,8 +251,8 @@ def default_protocols(time, seed: int = 0):
         prepulse_step(time, -10.0, [5.0, 15.0], prepulse_start=5.0,
                       prepulse_duration=0.2 * T),
         chirp(time, 8.0, 0.005, 0.15, offset=3.0, start=5.0),
-        ou_noise(time, mean=5.0, sigma=10.0, tau=3.0, seed=seed, n=2),
-        ou_noise(time, mean=-2.0, sigma=20.0, tau=3.0, seed=seed + 1000, n=2),
+        ou_noise(time, mean=4.0, sigma=8.0, tau=3.0, seed=seed, n=2),
+        ou_noise(time, mean=0.0, sigma=12.0, tau=2.0, seed=seed + 1000, n=2),
     ])
 
 

@@ -1,0 +1,315 @@
+"""``fit(recording, config) -> FitResult``: the public entry point of the fitter.
+
+The fitter reads only what a real experiment has: V, the injected current and the
+cell's known biophysics. It never looks at ``/truth``; a ``truth`` kinetics object may be
+passed for *monitoring* only (rate errors in ``metrics.jsonl``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, RunDirError
+from ..metrics import kinetics_errors, summarize_errors
+from ..protocols import Stimulus
+from ..rates_mlp import GatePrior, RateMLP
+from ..simulate import simulate
+from . import rundir
+from .config import FitConfig
+from .data import TraceData
+from .shooting import MultipleShooting
+from .teacher import TeacherForcing
+from .trainer import Phase, Trainer
+
+__all__ = ["FitResult", "fit", "load_model", "load_fit", "free_run", "resolve_holdout"]
+
+
+@dataclass
+class FitResult:
+    """What a fit produced.
+
+    Attributes
+    ----------
+    model
+        The fitted :class:`~hybridhh.rates_mlp.RateMLP` (a kinetics object).
+    config
+        The :class:`FitConfig` used.
+    voltage_range
+        1st–99th percentile of the recorded V (mV): where the data constrain the rates;
+        outside it the curves are extrapolation.
+    train_traces, holdout_traces
+        Trace names used for training and for accepting the neural-ODE stage.
+    heldout_rmse
+        Free-running V RMSE (mV) on the held-out traces after each stage
+        (``{"teacher": ..., "ode": ...}``) and which one was kept (``"chosen"``).
+    history
+        One dict per optimiser step (also in ``metrics.jsonl``).
+    elapsed
+        Wall time of the optimisation, s.
+    run_dir
+        Where the run was saved (None for an in-memory fit).
+    """
+
+    model: RateMLP
+    config: FitConfig
+    voltage_range: tuple[float, float]
+    train_traces: tuple[str, ...]
+    holdout_traces: tuple[str, ...]
+    heldout_rmse: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    elapsed: float = 0.0
+    run_dir: Path | None = None
+
+    def summary(self) -> dict:
+        return {
+            "voltage_range": list(self.voltage_range),
+            "train_traces": list(self.train_traces),
+            "holdout_traces": list(self.holdout_traces),
+            "heldout_rmse": self.heldout_rmse,
+            "elapsed": self.elapsed,
+            "final_loss": {h["phase"]: h["loss"] for h in self.history},
+        }
+
+
+def resolve_holdout(names: tuple[str, ...], holdout) -> list[int]:
+    """Indices of the held-out traces for a ``FitConfig.holdout`` value."""
+    n = len(names)
+    if holdout == "auto":
+        return [n - 1] if n >= 4 else []
+    if holdout in (None, (), []):
+        return []
+    if isinstance(holdout, (str, int)):
+        holdout = (holdout,)
+    idx = []
+    for h in holdout:
+        if isinstance(h, (int, np.integer)) or (isinstance(h, str) and h.lstrip("-").isdigit()
+                                                 and h not in names):
+            i = int(h)
+            if not -n <= i < n:
+                raise ConfigError(f"holdout index {i} out of range for {n} traces")
+            idx.append(i % n)
+        elif h in names:
+            idx.append(names.index(h))
+        else:
+            raise ConfigError(f"holdout trace {h!r} not found; traces are {list(names)}")
+    if len(set(idx)) >= n:
+        raise ConfigError("holdout leaves no trace to train on")
+    return sorted(set(idx))
+
+
+def _trace_data(recording, dtype=torch.float64) -> TraceData:
+    names = getattr(recording, "trace_names", None)
+    return TraceData.from_arrays(recording.time, recording.voltage, recording.current,
+                                 recording.biophysics, names, dtype=dtype)
+
+
+def build_model(data: TraceData, config: FitConfig) -> RateMLP:
+    """The untrained model: MLP on a generic prior placed at the data's resting potential."""
+    torch.manual_seed(config.seed)
+    p = config.prior
+    prior = GatePrior.generic(data.resting_estimate(), offset_activation=p.offset_activation,
+                              offset_inactivation=p.offset_inactivation, slope=p.slope,
+                              tau_max=p.tau_max)
+    return RateMLP(data.bio, prior, width=config.width, parametrisation=config.parametrisation,
+                   input_gain=config.input_gain)
+
+
+def free_run(model, data: TraceData, method: str = "exp_euler", margin: float = 30.0):
+    """Free-running V ``[B, T]`` (mV) of ``model`` under the recorded stimuli of ``data``,
+    started from the recorded V and the model's steady-state gates there."""
+    with torch.no_grad():
+        lo, hi = float(data.V.min()) - margin, float(data.V.max()) + margin
+        kin = model.tabulate(lo, hi, 0.05) if hasattr(model, "tabulate") else model
+        time_ = np.arange(data.V.shape[1]) * data.dt
+        stim = Stimulus(time_, data.I.numpy(), data.names)
+        traj = simulate(stim, kin, data.bio, method=method, V0=data.V[:, 0])
+        return traj.V
+
+
+def _rmse(model, data: TraceData) -> float:
+    try:
+        V = free_run(model, data)
+    except Exception:  # a diverging model: infinitely bad
+        return float("inf")
+    return float(torch.sqrt(((V - data.V) ** 2).mean()))
+
+
+def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
+    t = cfg.teacher
+    cache: dict[int, TeacherForcing] = {}
+
+    def teacher(stride):
+        if stride not in cache:
+            cache[stride] = TeacherForcing(train, window=t.window, stride=stride)
+        return cache[stride]
+
+    params = model.parameters
+    phases = []
+    if t.adam_steps:
+        phases.append(Phase("teacher/adam", params,
+                            lambda k, tf=lambda: teacher(t.adam_stride): tf().loss(model, t.robust),
+                            t.adam_steps, "adam", t.adam_lr))
+    for stride, steps in t.lbfgs:
+        stride, steps = int(stride), int(steps)
+        if steps:
+            phases.append(Phase(f"teacher/lbfgs-s{stride}", params,
+                                lambda k, s=stride: teacher(s).loss(model), steps, "lbfgs", 1.0,
+                                {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history}))
+    if cfg.ode.enabled and cfg.ode.steps:
+        for w in cfg.ode.windows:
+            holder = {}
+
+            def ode_loss(k, w=w, holder=holder):
+                if "ms" not in holder:
+                    holder["ms"] = MultipleShooting(train, w, teacher(1), cfg.ode.max_windows,
+                                                    method=cfg.ode.method)
+                g = torch.Generator().manual_seed(cfg.seed * 100003 + k)
+                return holder["ms"].loss(model, g)
+
+            phases.append(Phase(f"ode/{w:g}ms", params, ode_loss, cfg.ode.steps, "adam",
+                                cfg.ode.lr))
+    return phases
+
+
+def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool = False,
+        quiet: bool = False, truth=None) -> FitResult:
+    """Learn the six rate functions from a recording.
+
+    Parameters
+    ----------
+    recording
+        A :class:`hybridhh.recording.Recording` (or anything with ``time``, ``voltage``,
+        ``current``, ``biophysics`` and ``trace_names``).
+    config
+        The :class:`FitConfig` (default: ``FitConfig()``).
+    run_dir
+        Directory for config, checkpoints, metrics and the model; None keeps it in memory.
+    resume
+        Continue an interrupted run in ``run_dir`` exactly where it stopped.
+    quiet
+        No progress bar.
+    truth
+        Optional kinetics object used *only* to log rate errors in the metrics.
+
+    Returns
+    -------
+    FitResult
+    """
+    config = config or FitConfig()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    data = _trace_data(recording)
+    hold = resolve_holdout(data.names, config.holdout)
+    train = data.select([i for i in range(data.n_traces) if i not in hold])
+    held = data.select(hold) if hold else None
+    vrange = data.voltage_range()
+    model = build_model(train, config)
+
+    run_dir = Path(run_dir) if run_dir is not None else None
+    state = None
+    if run_dir is not None:
+        last = run_dir / rundir.LAST
+        if resume:
+            if not last.exists():
+                raise RunDirError(f"{run_dir}: nothing to resume ({rundir.LAST} not found)")
+            saved = rundir.load_json(run_dir / rundir.CONFIG)
+            if saved["fit"] != FitConfig.from_dict(config.to_dict()).to_dict() and \
+                    FitConfig.from_dict(saved["fit"]).to_dict() != config.to_dict():
+                raise RunDirError(f"{run_dir}: the run was started with a different "
+                                  "configuration; resume without changing options")
+            state = rundir.load_torch(last)
+        elif last.exists() or (run_dir / rundir.MODEL).exists():
+            raise RunDirError(f"{run_dir}: already holds a fit; use --resume to continue it "
+                              "or choose another output directory")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            (run_dir / rundir.METRICS).unlink(missing_ok=True)
+            rundir.save_json(run_dir / rundir.CONFIG, {
+                "fit": config.to_dict(),
+                "model": model.config(),
+                "data": {"source": str(getattr(recording, "path", None) or
+                                       getattr(recording, "source", "")),
+                         "traces": list(data.names), "holdout": [data.names[i] for i in hold],
+                         "voltage_range": list(vrange), "dt": data.dt,
+                         "biophysics": data.bio.as_dict()},
+            })
+
+    monitor = None
+    if truth is not None:
+        def monitor(m):
+            return {"errors": summarize_errors(kinetics_errors(m, truth, *vrange))}
+
+    phases = _phases(model, train, config)
+    trainer = Trainer(model, phases, run_dir=run_dir, checkpoint_every=config.checkpoint_every,
+                      quiet=quiet, monitor=monitor)
+    if state is not None:
+        trainer.load_state(state)
+    t0 = time.perf_counter()
+    history = trainer.run()
+    elapsed = trainer.elapsed if state is not None else time.perf_counter() - t0
+
+    # keep the neural-ODE stage only where it lowers the held-out free-running V error
+    heldout = {}
+    tf_names = [p.name for p in phases if p.name.startswith("teacher/")]
+    ode_names = [p.name for p in phases if p.name.startswith("ode/")]
+    if ode_names and tf_names:
+        check = held if held is not None else train
+        ode_state = {k: v.clone() for k, v in model.state_dict().items()}
+        heldout["ode"] = _rmse(model, check)
+        model.load_state_dict(trainer.snapshots[tf_names[-1]])
+        heldout["teacher"] = _rmse(model, check)
+        if heldout["ode"] < heldout["teacher"]:
+            model.load_state_dict(ode_state)
+            heldout["chosen"] = "ode"
+        else:
+            heldout["chosen"] = "teacher"
+        heldout["traces"] = "holdout" if held is not None else "train"
+    elif held is not None:
+        heldout["final"] = _rmse(model, held)
+        heldout["traces"] = "holdout"
+
+    result = FitResult(model, config, vrange, train.names,
+                       tuple(data.names[i] for i in hold), heldout, history, elapsed, run_dir)
+    if run_dir is not None:
+        rundir.save_torch(run_dir / rundir.MODEL,
+                          {"config": model.config(), "state": model.state_dict()})
+        rundir.save_json(run_dir / rundir.RESULT, result.summary())
+    return result
+
+
+def load_model(run_dir) -> RateMLP:
+    """The fitted model of a run directory."""
+    run_dir = rundir.check_run_dir(run_dir)
+    blob = rundir.load_torch(run_dir / rundir.MODEL)
+    try:
+        model = RateMLP.from_config(blob["config"])
+        model.load_state_dict(blob["state"])
+    except (KeyError, RuntimeError, TypeError) as e:
+        raise RunDirError(f"{run_dir / rundir.MODEL}: not a hybridhh model ({e})") from e
+    model.eval()
+    return model
+
+
+def load_fit(run_dir) -> FitResult:
+    """A finished fit from its run directory (model, config, summary, metrics)."""
+    run_dir = rundir.check_run_dir(run_dir, need=(rundir.CONFIG, rundir.MODEL, rundir.RESULT))
+    cfg = rundir.load_json(run_dir / rundir.CONFIG)
+    res = rundir.load_json(run_dir / rundir.RESULT)
+    return FitResult(
+        model=load_model(run_dir),
+        config=FitConfig.from_dict(cfg["fit"]),
+        voltage_range=tuple(res["voltage_range"]),
+        train_traces=tuple(res["train_traces"]),
+        holdout_traces=tuple(res["holdout_traces"]),
+        heldout_rmse=res["heldout_rmse"],
+        history=rundir.read_metrics(run_dir),
+        elapsed=res["elapsed"],
+        run_dir=run_dir,
+    )
+
+

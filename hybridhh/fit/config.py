@@ -1,0 +1,139 @@
+"""Typed configuration of a fit. Every number that shapes the result lives here.
+
+Budgets are step counts, not seconds, so a fit is deterministic for a given seed and a
+resumed fit ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+
+@dataclass
+class PriorConfig:
+    """The generic start (see :class:`hybridhh.rates_mlp.GatePrior`); voltages relative
+    to the resting potential estimated from the data, mV; tau in ms."""
+
+    offset_activation: float = 15.0
+    offset_inactivation: float = 0.0
+    slope: float = 8.0
+    tau_max: float = 1.0
+
+
+@dataclass
+class TeacherConfig:
+    """Stage 1, teacher forcing (see :mod:`hybridhh.fit.teacher`).
+
+    ``adam_steps`` Adam steps at sample stride ``adam_stride`` with a Cauchy loss of
+    scale ``robust`` (bounded pull of far-off samples from a generic start), then L-BFGS
+    (strong Wolfe) for ``lbfgs`` = ((stride, outer steps), ...), each outer step up to
+    ``lbfgs_max_iter`` iterations, on the plain mean squared loss.
+    """
+
+    adam_steps: int = 600
+    adam_lr: float = 3e-3
+    adam_stride: int = 8
+    robust: float | None = 1.0
+    lbfgs: tuple = ((4, 24), (2, 24), (1, 8))
+    lbfgs_max_iter: int = 10
+    lbfgs_history: int = 50
+    window: int = 1
+
+
+@dataclass
+class ODEConfig:
+    """Stage 2, the neural ODE: free-running multiple shooting on V (see
+    :mod:`hybridhh.fit.shooting`). Windows of ``windows`` ms (one entry per sub-stage),
+    ``steps`` Adam steps each, at most ``max_windows`` windows per step."""
+
+    enabled: bool = True
+    windows: tuple = (2.0, 5.0)
+    steps: int = 30
+    lr: float = 1e-4
+    max_windows: int = 256
+    method: str = "rk4"
+
+
+@dataclass
+class FitConfig:
+    """Everything a fit needs besides the data.
+
+    Attributes
+    ----------
+    seed
+        Seeds the MLP initialisation and every random choice.
+    width
+        Hidden-layer width of the MLP.
+    parametrisation
+        ``"inf_tau"`` or ``"alpha_beta"`` (see :mod:`hybridhh.rates_mlp`).
+    holdout
+        Trace names or indices kept out of training and used to accept or reject the
+        neural-ODE stage. ``"auto"``: the last trace when there are 4 or more, else none.
+    threads
+        torch intra-op threads (None: torch's default).
+    checkpoint_every
+        Write ``checkpoint_last.pt`` every this many steps (and at every stage end).
+    """
+
+    seed: int = 0
+    width: int = 64
+    parametrisation: str = "inf_tau"
+    input_gain: float = 3.0
+    holdout: object = "auto"
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    ode: ODEConfig = field(default_factory=ODEConfig)
+    threads: int | None = None
+    checkpoint_every: int = 20
+
+    def __post_init__(self):
+        if self.width < 1:
+            raise ConfigError(f"width must be >= 1, got {self.width}")
+        if self.parametrisation not in ("inf_tau", "alpha_beta"):
+            raise ConfigError("parametrisation must be 'inf_tau' or 'alpha_beta', "
+                              f"got {self.parametrisation!r}")
+        t = self.teacher
+        if t.adam_steps < 0 or t.adam_stride < 1 or t.window < 1:
+            raise ConfigError("teacher: adam_steps must be >= 0, adam_stride and window >= 1")
+        for item in t.lbfgs:
+            if len(item) != 2 or int(item[0]) < 1 or int(item[1]) < 0:
+                raise ConfigError(f"teacher.lbfgs entries must be (stride >= 1, steps >= 0), "
+                                  f"got {item!r}")
+        if self.ode.enabled and any(w <= 0 for w in self.ode.windows):
+            raise ConfigError(f"ode.windows must be > 0 ms, got {self.ode.windows}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FitConfig:
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown FitConfig fields: {sorted(unknown)}")
+        sub = {"prior": PriorConfig, "teacher": TeacherConfig, "ode": ODEConfig}
+        for name, typ in sub.items():
+            if name in d and isinstance(d[name], dict):
+                fields = {f.name for f in dataclasses.fields(typ)}
+                bad = set(d[name]) - fields
+                if bad:
+                    raise ConfigError(f"unknown {name} config fields: {sorted(bad)}")
+                vals = dict(d[name])
+                for k, v in vals.items():
+                    if isinstance(v, list):
+                        vals[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+                d[name] = typ(**vals)
+        if isinstance(d.get("holdout"), list):
+            d["holdout"] = tuple(d["holdout"])
+        return cls(**d)
+
+    @classmethod
+    def quick(cls, **changes) -> FitConfig:
+        """A tiny configuration for tests and notebooks (seconds, not a converged fit)."""
+        cfg = cls(teacher=TeacherConfig(adam_steps=40, lbfgs=((4, 3),)),
+                  ode=ODEConfig(windows=(1.0,), steps=3, max_windows=32))
+        return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,117 @@
+"""The run directory of a fit: config, atomic checkpoints, metrics, the fitted model.
+
+::
+
+    RUN_DIR/
+      config.json          the FitConfig, the model's construction parameters, the data
+      checkpoint_last.pt   everything needed to resume exactly (model, optimiser, phase, step)
+      checkpoint_best.pt   the best model so far (lowest loss of the current stage)
+      metrics.jsonl        one JSON object per logged step
+      model.pt             the final model (state dict + construction parameters)
+      result.json          summary: losses, held-out V error, constrained voltage range
+
+Checkpoints are written to a temporary file and renamed, so an interrupted write never
+leaves a broken file; they are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import RunDirError
+
+CONFIG = "config.json"
+LAST = "checkpoint_last.pt"
+BEST = "checkpoint_best.pt"
+METRICS = "metrics.jsonl"
+MODEL = "model.pt"
+RESULT = "result.json"
+
+
+def _atomic(path: Path, write):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_torch(path, obj) -> None:
+    """``torch.save`` atomically (temp file + rename)."""
+    _atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_json(path, obj) -> None:
+    """Write JSON atomically."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+    _atomic(path, write)
+
+
+def load_torch(path):
+    """``torch.load(weights_only=True)`` with a clear error for a missing/corrupt file."""
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"{path}: file not found")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # pickle errors, truncated files
+        raise RunDirError(f"{path}: not a readable checkpoint ({e})") from e
+
+
+def load_json(path):
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path}: not valid JSON ({e})") from e
+
+
+def append_metrics(run_dir, record: dict) -> None:
+    """Append one JSON line to ``metrics.jsonl`` (flushed at once)."""
+    with open(Path(run_dir) / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """All records of ``metrics.jsonl`` (empty list if there is none)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise RunDirError(f"{path}, line {i}: not valid JSON ({e})") from e
+    return out
+
+
+def check_run_dir(run_dir, need=(CONFIG, MODEL)) -> Path:
+    """The run directory as a Path, or a :class:`RunDirError` saying what is missing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: not a directory (expected a run directory made by "
+                          "'hybridhh fit ... --out RUN_DIR')")
+    missing = [n for n in need if not (run_dir / n).exists()]
+    if missing:
+        raise RunDirError(f"{run_dir}: missing {', '.join(missing)}; is this a finished "
+                          "'hybridhh fit' run? (an interrupted one resumes with --resume)")
+    return run_dir

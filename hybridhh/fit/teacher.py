@@ -1,0 +1,130 @@
+"""Stage 1, teacher forcing: gates driven by the recorded V, loss on the current balance.
+
+Along the recorded voltage every gate obeys a linear ODE, advanced exactly over each sample
+step with the rates at the step's midpoint voltage (exponential midpoint, 2nd order)::
+
+    x[k+1] = x_inf + (x[k] - x_inf) exp(-dt / tau),   at V[k+1/2] = (V[k] + V[k+1]) / 2
+
+a linear recurrence solved in parallel (:func:`linear_scan`). The model's ionic current
+then predicts how V should change; the loss compares predicted and recorded voltage
+*increments* over a window of ``w`` samples (trapezoidal rule)::
+
+    V[k+w] - V[k]  ≈  sum_{j=k}^{k+w-1} dt/C (I_inj - I_ion)[j+1/2]
+
+With ``w = 1`` this is the classic dV/dt loss; a longer window keeps the loss on V itself
+so measurement noise enters once per window instead of being differentiated. The loss is
+the mean squared residual divided by the variance of the recorded increments.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .data import TraceData
+from .scan import linear_scan
+
+
+class TeacherForcing:
+    """The teacher-forcing loss of a :class:`~hybridhh.rates_mlp.RateMLP` on fixed data.
+
+    Parameters
+    ----------
+    data
+        Training traces.
+    window
+        Increment window ``w`` in samples (>= 1).
+    grid_step
+        Voltage grid step (mV) on which the MLP is tabulated each evaluation.
+    margin
+        The grid covers the recorded range plus this margin (mV) on each side.
+    """
+
+    def __init__(self, data: TraceData, window: int = 1, stride: int = 1,
+                 grid_step: float = 0.05, margin: float = 2.0, balance: float = 0.0):
+        self.data = data
+        self.window = int(window)
+        self.stride = int(stride)
+        self.dt = data.dt * self.stride
+        V = data.V[:, ::self.stride]
+        T = V.shape[1]
+        self.V = V
+        B = V.shape[0]
+        self.vmin = float(V.min()) - margin
+        self.grid_step = grid_step
+        self.n_grid = int(np.ceil((float(V.max()) + margin - self.vmin) / grid_step)) + 1
+        self.vmax = self.vmin + (self.n_grid - 1) * grid_step
+        # the recorded V is fixed: grid indices and weights are computed once
+        self._mid = self._weights(0.5 * (V[:, 1:] + V[:, :-1]))
+        self._start = self._weights(V[:, 0])
+        self.observed = V[:, self.window:] - V[:, :-self.window]
+        self.scale = float(self.observed.var())
+        # voltage balancing: weight each sample by (bin mean square / global)^-balance, so
+        # the rare, huge increments of spikes do not drown sub-threshold dynamics
+        self.weight = None
+        if balance:
+            Vs = V[:, : V.shape[1] - self.window]
+            bins = ((Vs - Vs.min()) / 5.0).long()
+            nb = int(bins.max()) + 1
+            sq = torch.zeros(nb, dtype=V.dtype).index_add_(0, bins.reshape(-1),
+                                                           self.observed.reshape(-1) ** 2)
+            cnt = torch.zeros(nb, dtype=V.dtype).index_add_(
+                0, bins.reshape(-1), torch.ones_like(Vs).reshape(-1))
+            ms = sq / cnt.clamp(min=1) / (self.observed**2).mean()
+            w = ms.clamp(min=1e-3) ** (-balance)
+            self.weight = w[bins]
+            self.weight = self.weight / self.weight.mean()
+        # injected charge over each (coarse) step, trapezoidal on the recorded grid
+        Itrap = 0.5 * (data.I[:, 1:] + data.I[:, :-1])[:, : (T - 1) * self.stride]
+        self._Imid = Itrap.reshape(B, T - 1, self.stride).mean(-1)
+
+    def _weights(self, V):
+        s = ((V - self.vmin) / self.grid_step).clamp(0.0, self.n_grid - 1 - 1e-9)
+        k = s.floor().long()
+        return k.reshape(-1), (s - k).reshape(-1), tuple(V.shape)
+
+    @staticmethod
+    def _lookup(table, weights):
+        """Linear interpolation of ``table [C, n_grid]`` -> ``[C, *shape]``."""
+        k, w, shape = weights
+        lo = table.index_select(1, k)
+        hi = table.index_select(1, k + 1)
+        return (lo + (hi - lo) * w).reshape(table.shape[0], *shape)
+
+    def grid(self) -> torch.Tensor:
+        return self.vmin + self.grid_step * torch.arange(self.n_grid, dtype=self.data.V.dtype)
+
+    def gates(self, model):
+        """Gates ``[3, B, T]`` (m, h, n) along the recorded V, from steady state at t=0."""
+        x_inf, tau = model.inf_tau(self.grid())  # [n_grid, 3]
+        log_a = -self.dt / tau
+        b = -torch.expm1(log_a) * x_inf
+        ab = self._lookup(torch.cat([log_a, b], dim=1).T, self._mid)  # [6, B, T-1]
+        x0 = self._lookup(x_inf.T, self._start)  # [3, B]
+        return linear_scan(ab[:3], ab[3:], x0)
+
+    def residual(self, model):
+        """Predicted minus recorded V increments (mV), ``[B, T - w]``."""
+        V, bio = self.V, self.data.bio
+        m, h, n = self.gates(model)
+        I_ion = (bio.g_Na * m**3 * h * (V - bio.E_Na) + bio.g_K * (n * n) ** 2 * (V - bio.E_K)
+                 + bio.g_L * (V - bio.E_L))
+        F = self.dt / bio.C_m * (self._Imid - 0.5 * (I_ion[:, 1:] + I_ion[:, :-1]))
+        if self.window == 1:
+            pred = F
+        else:
+            S = torch.nn.functional.pad(F.cumsum(1), (1, 0))
+            pred = S[:, self.window:] - S[:, :-self.window]
+        return pred - self.observed
+
+    def loss(self, model, robust: float | None = None):
+        """Normalised mean squared residual; with ``robust=c`` the Cauchy loss
+        ``c² log(1 + r²/c²)`` (on the normalised residual), which bounds the pull of
+        samples a poor model misses by far (used early, from a generic start)."""
+        r2 = self.residual(model).square() / self.scale
+        if self.weight is not None:
+            r2 = r2 * self.weight
+        if robust is None:
+            return r2.mean()
+        c2 = robust * robust
+        return c2 * torch.log1p(r2 / c2).mean()

@@ -1,0 +1,212 @@
+"""The training loop shared by every phase: steps, checkpoints, NaN rollback, progress.
+
+A fit is a list of :class:`Phase` objects run in order. Each step of a phase is one
+optimiser step on its loss. The loop
+
+- keeps an in-memory copy of the last good state (model + optimiser); a non-finite loss
+  or parameter rolls back to it and halves the phase's step size, never touching the
+  best model saved so far;
+- writes ``checkpoint_last.pt`` (atomically) every ``checkpoint_every`` steps and at each
+  phase end, and ``checkpoint_best.pt`` (the model after the last completed phase:
+  losses of different phases are not comparable, and a phase never ends on a
+  non-finite state);
+- resumes exactly from ``checkpoint_last.pt``: same phase, step, optimiser state, RNG;
+- appends to ``metrics.jsonl`` and drives a tqdm progress bar (silenced by ``quiet``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import rundir
+
+
+@dataclass
+class Phase:
+    """One optimisation phase.
+
+    Attributes
+    ----------
+    name
+        Shown in the progress bar and in ``metrics.jsonl``.
+    params
+        Callable returning the parameters to optimise (evaluated when the phase starts).
+    loss
+        Callable ``loss(step) -> Tensor`` (the step lets stochastic losses seed themselves).
+    steps
+        Number of optimiser steps.
+    optimizer
+        ``"adam"`` or ``"lbfgs"``.
+    lr
+        Step size (Adam learning rate; L-BFGS initial step).
+    options
+        Extra optimiser keyword arguments.
+    on_start
+        Called once when the phase starts fresh (not on resume).
+    """
+
+    name: str
+    params: Callable
+    loss: Callable
+    steps: int
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    options: dict = field(default_factory=dict)
+    on_start: Callable | None = None
+
+
+def _make_optimizer(phase: Phase, params, lr):
+    if phase.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, **phase.options)
+    if phase.optimizer == "lbfgs":
+        opts = {"max_iter": 10, "history_size": 50, "line_search_fn": "strong_wolfe",
+                "tolerance_grad": 0.0, "tolerance_change": 0.0}
+        opts.update(phase.options)
+        return torch.optim.LBFGS(params, lr=lr, **opts)
+    raise ValueError(f"unknown optimizer {phase.optimizer!r}")
+
+
+class Trainer:
+    """Runs phases on a model with checkpoints in ``run_dir`` (None: in memory only)."""
+
+    def __init__(self, model: torch.nn.Module, phases: list[Phase], run_dir=None,
+                 checkpoint_every: int = 20, quiet: bool = False,
+                 monitor: Callable | None = None, monitor_every: int = 10):
+        self.model = model
+        self.phases = phases
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.checkpoint_every = checkpoint_every
+        self.quiet = quiet
+        self.monitor = monitor
+        self.monitor_every = monitor_every
+        self.phase_index = 0
+        self.step = 0
+        self.lr_scale = 1.0
+        self.elapsed = 0.0
+        self.history: list[dict] = []
+        self.best_loss = math.inf
+        self.rollbacks = 0
+        self._opt = None
+        self._opt_state = None
+        #: model state at the end of each phase, by phase name
+        self.snapshots: dict[str, dict] = {}
+
+    # -- checkpoints ---------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "phase_index": self.phase_index,
+            "step": self.step,
+            "lr_scale": self.lr_scale,
+            "elapsed": self.elapsed,
+            "best_loss": self.best_loss,
+            "rollbacks": self.rollbacks,
+            "model": self.model.state_dict(),
+            "snapshots": self.snapshots,
+            "optimizer": self._opt.state_dict() if self._opt is not None else {},
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state(self, st: dict) -> None:
+        self.phase_index = int(st["phase_index"])
+        self.step = int(st["step"])
+        self.lr_scale = float(st["lr_scale"])
+        self.elapsed = float(st["elapsed"])
+        self.best_loss = float(st["best_loss"])
+        self.rollbacks = int(st["rollbacks"])
+        self.model.load_state_dict(st["model"])
+        self.snapshots = dict(st["snapshots"])
+        self._opt_state = st["optimizer"] or None
+        torch.set_rng_state(st["rng"])
+
+    def _save_last(self):
+        if self.run_dir is not None:
+            rundir.save_torch(self.run_dir / rundir.LAST, self.state())
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        t_start = time.perf_counter() - self.elapsed
+        for pi in range(self.phase_index, len(self.phases)):
+            phase = self.phases[pi]
+            fresh = pi != self.phase_index or (self.step == 0 and self._opt_state is None)
+            if pi != self.phase_index:
+                self.phase_index, self.step, self.lr_scale = pi, 0, 1.0
+                self._opt_state = None
+            if fresh and phase.on_start is not None:
+                phase.on_start()
+            self._run_phase(phase, t_start)
+            self.snapshots[phase.name] = copy.deepcopy(self.model.state_dict())
+            self._opt, self._opt_state = None, None
+            if self.run_dir is not None:
+                rundir.save_torch(self.run_dir / rundir.BEST, {
+                    "phase": phase.name, "model": self.model.state_dict()})
+        self.phase_index = len(self.phases)
+        self.elapsed = time.perf_counter() - t_start
+        return self.history
+
+    def _run_phase(self, phase: Phase, t_start: float):
+        model = self.model
+        params = list(phase.params())
+        opt = _make_optimizer(phase, params, phase.lr * self.lr_scale)
+        if self._opt_state:
+            opt.load_state_dict(self._opt_state)
+        self._opt = opt
+        good = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
+        bar = tqdm(total=phase.steps, initial=self.step, desc=phase.name, disable=self.quiet,
+                   leave=False, dynamic_ncols=True)
+        last_loss = math.nan
+        while self.step < phase.steps:
+            k = self.step
+
+            def closure(opt=opt, k=k):
+                opt.zero_grad()
+                loss = phase.loss(k)
+                if torch.isfinite(loss):
+                    loss.backward()
+                return loss
+
+            try:
+                loss = opt.step(closure)
+                loss_value = float(loss)
+            except (RuntimeError, ValueError):  # e.g. NaN inside a line search
+                loss_value = math.nan
+            finite = math.isfinite(loss_value) and all(
+                torch.isfinite(p).all() for p in params)
+            if not finite:
+                # roll back to the last good state, halve the step size, retry this step
+                model.load_state_dict(good[0])
+                self.lr_scale *= 0.5
+                self.rollbacks += 1
+                opt = _make_optimizer(phase, params, phase.lr * self.lr_scale)
+                self._opt = opt
+                if self.rollbacks > 50:
+                    raise FloatingPointError(
+                        f"{phase.name}: {self.rollbacks} non-finite steps; giving up "
+                        "(try a smaller learning rate)")
+                continue
+            good = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
+            last_loss = loss_value
+            self.step += 1
+            self.elapsed = time.perf_counter() - t_start
+            rec = {"phase": phase.name, "step": self.step, "loss": loss_value,
+                   "elapsed": round(self.elapsed, 3)}
+            if self.monitor is not None and (self.step % self.monitor_every == 0
+                                             or self.step == phase.steps):
+                rec.update(self.monitor(model))
+            self.history.append(rec)
+            if self.run_dir is not None:
+                rundir.append_metrics(self.run_dir, rec)
+            bar.set_postfix(loss=f"{loss_value:.3e}", t=f"{self.elapsed:.0f}s")
+            bar.update(1)
+            if self.step % self.checkpoint_every == 0:
+                self._save_last()
+        bar.close()
+        self._save_last()
+        return last_loss

@@ -1,0 +1,70 @@
+"""Kinetics error metrics: the one definition used by the fit benchmark, compare and reports.
+
+All metrics are evaluated on a uniform voltage grid over the range the data visited
+(by default its 1st–99th percentile), where the data constrain the rates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .constants import GATES
+
+__all__ = ["kinetics_errors", "summarize_errors", "meets_targets", "TARGETS"]
+
+#: The fit targets (issue 4): tau median / p90 relative error, x_inf max abs error,
+#: alpha and beta median relative error.
+TARGETS = {"tau_median": 0.05, "tau_p90": 0.10, "xinf_max": 0.03, "rate_median": 0.10}
+
+
+def _eval(kinetics, V):
+    with torch.no_grad():
+        Vt = torch.as_tensor(V, dtype=torch.float64)
+        alpha, beta = kinetics.rates(Vt)
+        alpha, beta = (torch.as_tensor(a, dtype=torch.float64) for a in (alpha, beta))
+        total = alpha + beta
+        return (alpha.numpy(), beta.numpy(), (alpha / total).numpy(), (1.0 / total).numpy())
+
+
+def kinetics_errors(learned, truth, vmin: float, vmax: float, step: float = 0.5) -> dict:
+    """Per-gate errors of ``learned`` against ``truth`` on ``[vmin, vmax]`` (mV).
+
+    Returns
+    -------
+    dict
+        ``{gate: {"tau_median", "tau_p90", "xinf_max", "alpha_median", "beta_median"}}``
+        with relative errors as fractions (0.05 = 5 %), plus ``"range": [vmin, vmax]``.
+    """
+    V = np.arange(vmin, vmax + 0.5 * step, step)
+    la, lb, lx, lt = _eval(learned, V)
+    ta, tb, tx, tt = _eval(truth, V)
+    out = {"range": [float(vmin), float(vmax)]}
+    for g, name in enumerate(GATES):
+        rel_tau = np.abs(lt[:, g] - tt[:, g]) / tt[:, g]
+        out[name] = {
+            "tau_median": float(np.median(rel_tau)),
+            "tau_p90": float(np.percentile(rel_tau, 90)),
+            "xinf_max": float(np.max(np.abs(lx[:, g] - tx[:, g]))),
+            "alpha_median": float(np.median(np.abs(la[:, g] - ta[:, g]) / ta[:, g])),
+            "beta_median": float(np.median(np.abs(lb[:, g] - tb[:, g]) / tb[:, g])),
+        }
+    return out
+
+
+def summarize_errors(errors: dict) -> dict:
+    """Worst gate for each metric: ``tau_median``, ``tau_p90``, ``xinf_max``, ``rate_median``."""
+    gates = [errors[g] for g in GATES]
+    return {
+        "tau_median": max(e["tau_median"] for e in gates),
+        "tau_p90": max(e["tau_p90"] for e in gates),
+        "xinf_max": max(e["xinf_max"] for e in gates),
+        "rate_median": max(max(e["alpha_median"], e["beta_median"]) for e in gates),
+    }
+
+
+def meets_targets(errors: dict, targets: dict | None = None) -> bool:
+    """Whether every gate meets every target (default :data:`TARGETS`)."""
+    targets = targets or TARGETS
+    s = summarize_errors(errors)
+    return all(s[k] < v for k, v in targets.items())

@@ -1,0 +1,258 @@
+"""The MLP that stands in for the six rate functions (a kinetics object like the reference).
+
+``RateMLP(V) -> (x_inf, tau)`` for the gates m, h, n. The network sees a scaled voltage
+``u = (V - center) / scale`` where ``center`` and ``scale`` come from the cell's reversal
+potentials, so the same network works in either voltage convention. Its output is added
+to a *generic prior* that knows only which gates activate (m, n) and which inactivate (h),
+placed relative to the cell's resting potential and reversal potentials; the last layer
+starts at zero, so an untrained model *is* the prior.
+
+Two parametrisations (``parametrisation=``):
+
+``"inf_tau"`` (default)
+    ``x_inf = sigmoid(o1)``, ``tau = tau_min + exp(o2)`` (ms). Steady state and time
+    constant are separate outputs, so the optimiser can move one without the other.
+``"alpha_beta"``
+    ``alpha = softplus(o1)``, ``beta = softplus(o2)`` (1/ms), the textbook form.
+
+Both give smooth, positive rates. Evaluating an MLP at every sample is wasteful: use
+:meth:`RateMLP.tabulate` to evaluate it once on a voltage grid and
+:class:`TabulatedKinetics` to interpolate it linearly, which is what the fitter does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .biophysics import Biophysics
+from .errors import ConfigError
+
+__all__ = ["GatePrior", "PriorKinetics", "RateMLP", "TabulatedKinetics"]
+
+#: Gate directions of the generic prior: +1 activates with depolarisation, -1 inactivates.
+GATE_DIRECTIONS = (1.0, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class GatePrior:
+    """A smooth starting point for the kinetics: one two-state (thermodynamic) gate each.
+
+    Each gate has rates ``alpha = A exp(d (V - V_half) / (2 k))`` and
+    ``beta = A exp(-d (V - V_half) / (2 k))``, i.e. a Boltzmann steady state
+    ``x_inf = sigmoid(d (V - V_half) / k)`` and a bell-shaped time constant
+    ``tau = tau_max / cosh((V - V_half) / (2 k))`` with ``tau_max = 1 / (2 A)``. The
+    direction ``d`` is +1 for m and n (activate with depolarisation) and -1 for h
+    (inactivates). :meth:`generic` places a zero-knowledge start relative to the cell's
+    resting potential; the fitter refines these 9 numbers on the data
+    (:class:`PriorKinetics`) before the MLP is trained on top of them.
+
+    Attributes
+    ----------
+    V_half : tuple of 3 floats
+        Half-activation voltages of m, h, n, mV.
+    slope : tuple of 3 floats
+        Boltzmann slopes ``k``, mV (> 0).
+    tau_max : tuple of 3 floats
+        Peak time constants, ms.
+    """
+
+    V_half: tuple
+    slope: tuple
+    tau_max: tuple
+
+    @classmethod
+    def generic(cls, V_rest: float, offset_activation: float = 15.0,
+                offset_inactivation: float = 0.0, slope: float = 8.0,
+                tau_max: float | tuple = 1.0) -> GatePrior:
+        """Activation gates (m, n) alike, half-open ``offset_activation`` mV above rest;
+        h half-inactivated ``offset_inactivation`` mV above rest; one slope; one tau."""
+        taus = (tau_max,) * 3 if isinstance(tau_max, (int, float)) else tuple(tau_max)
+        return cls(
+            V_half=(V_rest + offset_activation, V_rest + offset_inactivation,
+                    V_rest + offset_activation),
+            slope=(slope,) * 3,
+            tau_max=tuple(float(t) for t in taus),
+        )
+
+    def outputs(self, V: torch.Tensor, V_half=None, slope=None, tau_max=None):
+        """``(logit x_inf, log tau)``, each ``V.shape + (3,)``."""
+        def t(x, default):
+            return torch.as_tensor(default if x is None else x, dtype=V.dtype)
+
+        vh, k, tm = t(V_half, self.V_half), t(slope, self.slope), t(tau_max, self.tau_max)
+        z = (V[..., None] - vh) / k
+        d = torch.tensor(GATE_DIRECTIONS, dtype=V.dtype)
+        half = 0.5 * z.abs()
+        log_cosh = half + torch.log1p(torch.exp(-2.0 * half)) - math.log(2.0)
+        return d * z, torch.log(tm) - log_cosh
+
+
+class PriorKinetics(nn.Module):
+    """The two-state prior with trainable parameters (a kinetics object, 9 numbers)."""
+
+    def __init__(self, prior: GatePrior, dtype=torch.float64):
+        super().__init__()
+        self.prior = prior
+        # well-scaled unknowns: V_half in units of 10 mV, log slope, log tau_max
+        self.v10 = nn.Parameter(torch.tensor(prior.V_half, dtype=dtype) / 10.0)
+        self.log_slope = nn.Parameter(torch.log(torch.tensor(prior.slope, dtype=dtype)))
+        self.log_tau = nn.Parameter(torch.log(torch.tensor(prior.tau_max, dtype=dtype)))
+
+    def _params(self):
+        return 10.0 * self.v10, torch.exp(self.log_slope), torch.exp(self.log_tau)
+
+    def inf_tau(self, V):
+        V = torch.as_tensor(V, dtype=self.v10.dtype)
+        o_inf, o_tau = self.prior.outputs(V, *self._params())
+        return torch.sigmoid(o_inf), torch.exp(o_tau.clamp(-12.0, 12.0))
+
+    def rates(self, V):
+        x_inf, tau = self.inf_tau(V)
+        return x_inf / tau, (1.0 - x_inf) / tau
+
+    def to_prior(self) -> GatePrior:
+        """The current parameters as a (frozen) :class:`GatePrior`."""
+        return GatePrior(*(tuple(float(x) for x in p.detach()) for p in self._params()))
+
+
+class RateMLP(nn.Module):
+    """Two-hidden-layer MLP giving the kinetics of m, h, n.
+
+    Parameters
+    ----------
+    biophysics
+        The known part of the cell; its reversal potentials set the input scaling.
+    prior
+        The generic starting point the network output is added to.
+    width
+        Hidden-layer width.
+    parametrisation
+        ``"inf_tau"`` or ``"alpha_beta"`` (see module docstring).
+    tau_min
+        Lower bound on tau (ms) in the ``inf_tau`` parametrisation.
+    input_gain
+        The input is ``input_gain * (V - center) / half_span`` with ``center`` and
+        ``half_span`` the midpoint and half distance of E_K and E_Na: a gain above 1 lets
+        the tanh units resolve the steep parts of x_inf without large first-layer weights.
+    """
+
+    def __init__(self, biophysics: Biophysics, prior: GatePrior, width: int = 64,
+                 parametrisation: str = "inf_tau", tau_min: float = 1e-3,
+                 input_gain: float = 3.0, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        if parametrisation not in ("inf_tau", "alpha_beta"):
+            raise ConfigError(
+                f"parametrisation must be 'inf_tau' or 'alpha_beta', got {parametrisation!r}")
+        if width < 1:
+            raise ConfigError(f"width must be >= 1, got {width}")
+        self.parametrisation = parametrisation
+        self.prior = prior
+        self.tau_min = float(tau_min)
+        self.center = 0.5 * (biophysics.E_Na + biophysics.E_K)
+        self.scale = 0.5 * abs(biophysics.E_Na - biophysics.E_K) / input_gain
+        self.input_gain = float(input_gain)
+        self.net = nn.Sequential(
+            nn.Linear(1, width), nn.Tanh(),
+            nn.Linear(width, width), nn.Tanh(),
+            nn.Linear(width, 6),
+        ).to(dtype)
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def config(self) -> dict:
+        """What :meth:`from_config` needs to rebuild the module (state dict aside)."""
+        return {"parametrisation": self.parametrisation, "prior": asdict(self.prior),
+                "tau_min": self.tau_min, "width": self.net[0].out_features,
+                "input_gain": self.input_gain,
+                "E_Na": self.center + self.scale * self.input_gain,
+                "E_K": self.center - self.scale * self.input_gain}
+
+    @classmethod
+    def from_config(cls, cfg: dict, dtype=torch.float64) -> RateMLP:
+        bio = Biophysics(E_Na=cfg["E_Na"], E_K=cfg["E_K"])
+        return cls(bio, GatePrior(**cfg["prior"]), width=cfg["width"],
+                   parametrisation=cfg["parametrisation"], tau_min=cfg["tau_min"],
+                   input_gain=cfg["input_gain"], dtype=dtype)
+
+    def _outputs(self, V):
+        o = self.net(((V - self.center) / self.scale)[..., None])
+        p_inf, p_logtau = self.prior.outputs(V)
+        if self.parametrisation == "inf_tau":
+            return p_inf + o[..., :3], p_logtau + o[..., 3:]
+        # alpha_beta: the prior in the same terms: log alpha, log beta
+        alpha0 = torch.sigmoid(p_inf) / torch.exp(p_logtau)
+        beta0 = torch.sigmoid(-p_inf) / torch.exp(p_logtau)
+        return _inv_softplus(alpha0) + o[..., :3], _inv_softplus(beta0) + o[..., 3:]
+
+    def inf_tau(self, V):
+        """``(x_inf, tau)``, each ``V.shape + (3,)``; tau in ms."""
+        V = torch.as_tensor(V, dtype=self.net[0].weight.dtype)
+        a, b = self._outputs(V)
+        if self.parametrisation == "inf_tau":
+            return torch.sigmoid(a), self.tau_min + torch.exp(b.clamp(max=12.0))
+        alpha, beta = nn.functional.softplus(a), nn.functional.softplus(b)
+        total = alpha + beta
+        return alpha / total, 1.0 / total
+
+    def rates(self, V):
+        """``(alpha, beta)`` in 1/ms, each ``V.shape + (3,)``."""
+        V = torch.as_tensor(V, dtype=self.net[0].weight.dtype)
+        if self.parametrisation == "alpha_beta":
+            a, b = self._outputs(V)
+            return nn.functional.softplus(a), nn.functional.softplus(b)
+        x_inf, tau = self.inf_tau(V)
+        return x_inf / tau, (1.0 - x_inf) / tau
+
+    def forward(self, V):
+        return self.inf_tau(V)
+
+    def tabulate(self, vmin: float, vmax: float, step: float = 0.05) -> TabulatedKinetics:
+        """The model evaluated on a voltage grid (keeps the autograd graph)."""
+        n = int(round((vmax - vmin) / step)) + 1
+        grid = vmin + step * torch.arange(n, dtype=self.net[0].weight.dtype)
+        x_inf, tau = self.inf_tau(grid)
+        return TabulatedKinetics(vmin, step, x_inf, tau)
+
+
+def _inv_softplus(y):
+    return y + torch.log(-torch.expm1(-y))
+
+
+class TabulatedKinetics:
+    """Kinetics given on a uniform voltage grid, linearly interpolated (flat outside).
+
+    ``x_inf`` and ``tau`` have shape ``[n_grid, 3]``; ``vmin`` and ``step`` in mV.
+    """
+
+    def __init__(self, vmin: float, step: float, x_inf: torch.Tensor, tau: torch.Tensor):
+        self.vmin, self.step = float(vmin), float(step)
+        self.x_inf, self.tau = x_inf, tau
+        self.n = x_inf.shape[0]
+
+    def weights(self, V):
+        """Grid index and interpolation weight for voltages ``V`` (reusable for fixed V)."""
+        s = ((V - self.vmin) / self.step).clamp(0.0, self.n - 1 - 1e-9)
+        k = s.floor().long()
+        return k, (s - k).to(self.x_inf.dtype)
+
+    def lookup(self, k, w):
+        """``(x_inf, tau)`` at precomputed ``weights``; shape ``k.shape + (3,)``."""
+        flat = k.reshape(-1)
+        w = w.reshape(-1, 1)
+        out = []
+        for table in (self.x_inf, self.tau):
+            lo = table.index_select(0, flat)
+            hi = table.index_select(0, flat + 1)
+            out.append((lo + (hi - lo) * w).reshape(*k.shape, 3))
+        return tuple(out)
+
+    def inf_tau(self, V):
+        return self.lookup(*self.weights(torch.as_tensor(V, dtype=self.x_inf.dtype)))
+
+    def rates(self, V):
+        x_inf, tau = self.inf_tau(V)
+        return x_inf / tau, (1.0 - x_inf) / tau
