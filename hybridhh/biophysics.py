@@ -52,12 +52,12 @@ class Biophysics:
             if not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
                 raise ConfigError(f"Biophysics.{f.name} must be a finite number, got {v!r}")
             object.__setattr__(self, f.name, float(v))
-        for name in ("C_m",):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"Biophysics.{name} must be > 0 uF/cm^2, got {getattr(self, name)}")
+        if self.C_m <= 0:
+            raise ConfigError(f"Biophysics.C_m must be > 0 uF/cm^2, got {self.C_m}")
         for name in ("g_Na", "g_K", "g_L"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"Biophysics.{name} must be >= 0 mS/cm^2, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(f"Biophysics.{name} must be >= 0 mS/cm^2, got {value}")
 
     @classmethod
     def standard(cls, convention: str = "modern", temperature: float = HH_REFERENCE_TEMPERATURE):

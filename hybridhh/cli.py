@@ -494,5 +494,5 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK if status is None else int(status)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+# subcommands that live in their own modules register themselves on import
+from . import cli_fit  # noqa: E402, F401

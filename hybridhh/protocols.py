@@ -65,7 +65,8 @@ class Stimulus:
         time = np.asarray(self.time, dtype=np.float64)
         current = np.atleast_2d(np.asarray(self.current, dtype=np.float64))
         if time.ndim != 1 or len(time) < 2:
-            raise ConfigError(f"stimulus time must be 1-D with >= 2 samples, got shape {time.shape}")
+            raise ConfigError(
+                f"stimulus time must be 1-D with >= 2 samples, got shape {time.shape}")
         if current.ndim != 2 or current.shape[1] != len(time):
             raise ConfigError(
                 f"stimulus current must have shape (n_traces, {len(time)}), got {current.shape}"

@@ -102,12 +102,6 @@ def resolve_holdout(names: tuple[str, ...], holdout) -> list[int]:
     return sorted(set(idx))
 
 
-def _trace_data(recording, dtype=torch.float64) -> TraceData:
-    names = getattr(recording, "trace_names", None)
-    return TraceData.from_arrays(recording.time, recording.voltage, recording.current,
-                                 recording.biophysics, names, dtype=dtype)
-
-
 def build_model(data: TraceData, config: FitConfig) -> RateMLP:
     """The untrained model: MLP on a generic prior placed at the data's resting potential."""
     torch.manual_seed(config.seed)
@@ -203,7 +197,7 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
     config = config or FitConfig()
     if config.threads:
         torch.set_num_threads(config.threads)
-    data = _trace_data(recording)
+    data = TraceData.from_recording(recording)
     hold = resolve_holdout(data.names, config.holdout)
     train = data.select([i for i in range(data.n_traces) if i not in hold])
     held = data.select(hold) if hold else None

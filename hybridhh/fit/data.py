@@ -36,6 +36,12 @@ class TraceData:
         names = tuple(names) if names is not None else tuple(f"trace_{k}" for k in range(len(V)))
         return cls(V, I, dt, bio, names)
 
+    @classmethod
+    def from_recording(cls, rec, dtype=torch.float64) -> TraceData:
+        """From a :class:`hybridhh.recording.Recording` (its /truth is not read)."""
+        return cls.from_arrays(rec.time, rec.voltage, rec.current, rec.biophysics,
+                               getattr(rec, "trace_names", None), dtype=dtype)
+
     def select(self, idx) -> TraceData:
         idx = list(idx)
         return TraceData(self.V[idx], self.I[idx], self.dt, self.bio,

@@ -174,7 +174,7 @@ class Trainer:
 
             try:
                 loss = opt.step(closure)
-                loss_value = float(loss)
+                loss_value = float(loss.detach())
             except (RuntimeError, ValueError):  # e.g. NaN inside a line search
                 loss_value = math.nan
             finite = math.isfinite(loss_value) and all(

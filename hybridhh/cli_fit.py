@@ -1,0 +1,115 @@
+"""``hybridhh fit`` and ``hybridhh rates``: thin CLI wrappers over :mod:`hybridhh.fit`."""
+
+from __future__ import annotations
+
+from .cli import _existing_file, _finite, _positive, command, say
+
+
+def _fit_arguments(p):
+    p.add_argument("data", type=_existing_file, help="recording file (HDF5, hybridhh format)")
+    p.add_argument("-o", "--out", required=True, help="run directory to create (or resume)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--width", type=int, default=None, help="hidden-layer width (default 64)")
+    p.add_argument("--parametrisation", choices=("inf_tau", "alpha_beta"), default=None,
+                   help="MLP output parametrisation (default inf_tau)")
+    p.add_argument("--adam-steps", type=int, default=None,
+                   help="teacher-forcing Adam steps (default 600)")
+    p.add_argument("--lbfgs-steps", type=int, nargs=3, metavar=("S4", "S2", "S1"),
+                   default=None, help="L-BFGS outer steps at sample strides 4, 2, 1")
+    p.add_argument("--ode-steps", type=int, default=None,
+                   help="neural-ODE Adam steps per window length (default 30; 0 disables)")
+    p.add_argument("--holdout", nargs="*", default=None, metavar="TRACE",
+                   help="trace names or indices held out (default: the last trace when "
+                        "there are >= 4); give no value to hold out nothing")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--config", type=_existing_file, default=None,
+                   help="JSON file with a full FitConfig (options above override it)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _config_from_args(args):
+    import dataclasses
+    import json
+
+    from .errors import ConfigError
+    from .fit import FitConfig
+
+    if args.config:
+        try:
+            cfg = FitConfig.from_dict(json.loads(args.config.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ConfigError(f"{args.config}: not a valid FitConfig JSON ({e})") from e
+    else:
+        cfg = FitConfig()
+    changes = {"seed": args.seed}
+    if args.width is not None:
+        changes["width"] = args.width
+    if args.parametrisation:
+        changes["parametrisation"] = args.parametrisation
+    if args.holdout is not None:
+        changes["holdout"] = tuple(args.holdout)
+    if args.threads:
+        changes["threads"] = args.threads
+    t = cfg.teacher
+    if args.adam_steps is not None:
+        t = dataclasses.replace(t, adam_steps=args.adam_steps)
+    if args.lbfgs_steps is not None:
+        t = dataclasses.replace(t, lbfgs=tuple(zip((4, 2, 1), args.lbfgs_steps, strict=True)))
+    o = cfg.ode
+    if args.ode_steps is not None:
+        o = dataclasses.replace(o, steps=args.ode_steps, enabled=args.ode_steps > 0)
+    for name in ("adam_steps", "ode_steps"):
+        v = getattr(args, name)
+        if v is not None and v < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
+    return dataclasses.replace(cfg, teacher=t, ode=o, **changes)
+
+
+@command("fit", "learn the six rate functions from a recording (neural ODE)", _fit_arguments)
+def cmd_fit(args) -> int:
+    from .fit import fit
+    from .recording import read_recording
+
+    rec = read_recording(args.data)
+    cfg = _config_from_args(args)
+    say(f"fitting {rec.n_traces} traces of {args.data} -> {args.out}")
+    res = fit(rec, cfg, run_dir=args.out, resume=args.resume, quiet=args.quiet)
+    lo, hi = res.voltage_range
+    say(f"done in {res.elapsed:.1f} s; data constrain the rates over {lo:.1f} .. {hi:.1f} mV")
+    if res.heldout_rmse:
+        h = res.heldout_rmse
+        parts = [f"{k} {v:.3f} mV" for k, v in h.items() if isinstance(v, float)]
+        say("free-running V RMSE (" + h.get("traces", "") + "): " + ", ".join(parts)
+            + (f"; kept {h['chosen']}" if "chosen" in h else ""))
+    print(args.out)
+    return 0
+
+
+def _rates_arguments(p):
+    p.add_argument("run_dir", help="run directory made by 'hybridhh fit'")
+    p.add_argument("--vmin", type=_finite, default=None,
+                   help="lowest voltage, mV (default: 30 mV below the visited range)")
+    p.add_argument("--vmax", type=_finite, default=None,
+                   help="highest voltage, mV (default: 30 mV above the visited range)")
+    p.add_argument("--step", type=_positive, default=1.0, help="voltage step, mV (default 1)")
+    p.add_argument("-o", "--out", default=None, help="CSV file (default RUN_DIR/rates.csv)")
+
+
+@command("rates", "write the learned rate functions as a CSV table", _rates_arguments)
+def cmd_rates(args) -> int:
+    from pathlib import Path
+
+    from .fit import load_fit
+    from .rates_table import voltage_grid, write_rates_csv
+
+    res = load_fit(args.run_dir)
+    lo, hi = res.voltage_range
+    vmin = args.vmin if args.vmin is not None else float(round(lo - 30.0))
+    vmax = args.vmax if args.vmax is not None else float(round(hi + 30.0))
+    out = Path(args.out) if args.out else Path(args.run_dir) / "rates.csv"
+    write_rates_csv(out, res.model, voltage_grid(vmin, vmax, args.step), (lo, hi))
+    say(f"data constrain the rates over {lo:.1f} .. {hi:.1f} mV (column 'constrained'); "
+        "outside that range the curves are extrapolation")
+    print(out)
+    return 0

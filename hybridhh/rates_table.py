@@ -1,0 +1,111 @@
+"""The rate table (CSV) written by ``hybridhh rates``.
+
+Contract (``shared/docs/dataset-format.md``): a header line, then one row per voltage::
+
+    V,alpha_m,beta_m,alpha_h,beta_h,alpha_n,beta_n[,extra columns]
+
+``V`` in mV, rates in 1/ms at the temperature of the fitted data. hybridhh appends the
+optional columns ``m_inf,tau_m,h_inf,tau_h,n_inf,tau_n`` (tau in ms) and ``constrained``:
+1 where V lies in the range the data visited (1st–99th percentile), 0 where the curves
+are extrapolation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .constants import GATES, RATE_NAMES
+from .errors import ConfigError, RecordingError
+
+REQUIRED = ("V",) + RATE_NAMES
+EXTRA = tuple(c for g in GATES for c in (f"{g}_inf", f"tau_{g}")) + ("constrained",)
+
+
+def voltage_grid(vmin: float, vmax: float, step: float) -> np.ndarray:
+    """``vmin, vmin + step, ..., vmax`` (mV), with clear errors for bad bounds."""
+    if not step > 0:
+        raise ConfigError(f"--step must be > 0 mV, got {step}")
+    if not vmax > vmin:
+        raise ConfigError(f"--vmax ({vmax} mV) must be greater than --vmin ({vmin} mV)")
+    n = int(np.floor((vmax - vmin) / step + 1e-9)) + 1
+    return vmin + step * np.arange(n)
+
+
+def rate_table(kinetics, V, constrained: tuple[float, float] | None = None) -> dict:
+    """Columns of the rate table for ``kinetics`` at voltages ``V`` (mV)."""
+    V = np.asarray(V, dtype=np.float64)
+    with torch.no_grad():
+        alpha, beta = kinetics.rates(torch.as_tensor(V, dtype=torch.float64))
+        alpha = torch.as_tensor(alpha).double().numpy()
+        beta = torch.as_tensor(beta).double().numpy()
+    cols = {"V": V}
+    for g, name in enumerate(GATES):
+        cols[f"alpha_{name}"] = alpha[:, g]
+        cols[f"beta_{name}"] = beta[:, g]
+    for g, name in enumerate(GATES):
+        total = alpha[:, g] + beta[:, g]
+        cols[f"{name}_inf"] = alpha[:, g] / total
+        cols[f"tau_{name}"] = 1.0 / total
+    if constrained is not None:
+        lo, hi = constrained
+        cols["constrained"] = ((V >= lo) & (V <= hi)).astype(int)
+    return cols
+
+
+def write_rates_csv(path, kinetics, V, constrained: tuple[float, float] | None = None) -> Path:
+    """Write the rate table atomically; returns the path."""
+    cols = rate_table(kinetics, V, constrained)
+    names = list(REQUIRED) + [c for c in EXTRA if c in cols]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(names)
+    for i in range(len(cols["V"])):
+        w.writerow([int(cols[c][i]) if c == "constrained" else repr(float(cols[c][i]))
+                    for c in names])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_rates_csv(path) -> dict:
+    """Read and validate a rate table: the seven contract columns first, finite numbers,
+    strictly increasing V. Returns ``{column: ndarray}``."""
+    path = Path(path)
+    if not path.exists():
+        raise RecordingError(path, None, "file not found")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise RecordingError(path, None, "empty file; expected the header " + ",".join(REQUIRED))
+    header = rows[0]
+    if tuple(header[: len(REQUIRED)]) != REQUIRED:
+        raise RecordingError(path, "header", f"expected the columns {','.join(REQUIRED)} "
+                             f"first, got {','.join(header)}")
+    try:
+        data = np.array([[float(x) for x in r] for r in rows[1:]], dtype=np.float64)
+    except ValueError as e:
+        raise RecordingError(path, None, f"non-numeric value ({e})") from e
+    if data.size == 0:
+        raise RecordingError(path, None, "no rows after the header")
+    if data.shape[1] != len(header):
+        raise RecordingError(path, None, "rows and header have different lengths")
+    if not np.all(np.isfinite(data)):
+        raise RecordingError(path, None, "non-finite values")
+    if np.any(np.diff(data[:, 0]) <= 0):
+        raise RecordingError(path, "V", "voltages must be strictly increasing")
+    return {name: data[:, i] for i, name in enumerate(header)}
