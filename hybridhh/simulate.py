@@ -225,6 +225,10 @@ def _kink_times(I, time):
     return torch.as_tensor(time, dtype=I.dtype)[idx]
 
 
+#: Stand-in for a non-finite derivative in dopri5's trial stages (mV/ms, 1/ms).
+_BAD_DERIVATIVE = 1e10
+
+
 def _dopri5(V, x, I, time, kin, bio, rtol, atol):
     from torchdiffeq import odeint
 
@@ -238,7 +242,12 @@ def _dopri5(V, x, I, time, kin, bio, rtol, atol):
         k = min(int(s), T - 2)
         It = torch.add(IT[k], dIT[k], alpha=s - k)
         dV, dx = _rhs_fast(y[:, 0], y[:, 1:], It, kin, bio)
-        return torch.cat([dV.unsqueeze(1), dx], dim=1)
+        # a trial step far too long can push a stage to absurd voltages where the rates
+        # overflow; a NaN would make torchdiffeq abort ("underflow in dt"), a huge finite
+        # derivative makes it reject the step and retry with a shorter one
+        return torch.nan_to_num(torch.cat([dV.unsqueeze(1), dx], dim=1),
+                                nan=_BAD_DERIVATIVE, posinf=_BAD_DERIVATIVE,
+                                neginf=-_BAD_DERIVATIVE)
 
     tt = torch.as_tensor(time, dtype=I.dtype)
     # steps end on every sample where the piecewise-linear stimulus has a kink: between

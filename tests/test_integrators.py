@@ -17,6 +17,7 @@ from hybridhh.protocols import (
     classic_pulses,
     ou_noise,
     pulse_train,
+    ramp,
     steps,
     time_grid,
 )
@@ -124,6 +125,17 @@ def test_lsoda_does_not_step_over_a_brief_pulse():
     t = time_grid(40.0, 0.025)
     traj = simulate(pulse_train(t, [(30.0, 0.5, 20.0)]), method="lsoda", rtol=1e-8, atol=1e-8)
     assert traj.V.max() > 0.0  # the pulse at 30 ms fires a spike
+
+
+def test_dopri5_survives_too_long_trial_steps():
+    # from rest the step grows tenfold per step; on reaching the ramp a trial step of ~8 ms
+    # once sent a stage to absurd voltages, NaN rates and torchdiffeq's "underflow in dt"
+    t = time_grid(20.0, 0.1)
+    stim = ramp(t, 0.0, 30.0, start=5.0)
+    a = simulate(stim, method="dopri5", rtol=1e-9, atol=1e-9)
+    b = simulate(stim, method="rk4", dt=0.0125)
+    assert a.V.max() > 0.0  # the ramp fires
+    assert (a.V - b.V).abs().max() < 1e-3
 
 
 # --- conventions --------------------------------------------------------------------------------
