@@ -110,7 +110,7 @@ def build_model(data: TraceData, config: FitConfig) -> RateMLP:
                               offset_inactivation=p.offset_inactivation, slope=p.slope,
                               tau_max=p.tau_max)
     return RateMLP(data.bio, prior, width=config.width, parametrisation=config.parametrisation,
-                   input_gain=config.input_gain)
+                   input_gain=config.input_gain, separate=config.separate)
 
 
 def free_run(model, data: TraceData, method: str = "exp_euler", margin: float = 30.0):
@@ -153,7 +153,8 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
         if steps:
             phases.append(Phase(f"teacher/lbfgs-s{stride}", params,
                                 lambda k, s=stride: teacher(s).loss(model), steps, "lbfgs", 1.0,
-                                {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history}))
+                                {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history,
+                                 "restart_every": t.lbfgs_restart}))
     if cfg.ode.enabled and cfg.ode.steps:
         for w in cfg.ode.windows:
             holder = {}
@@ -162,11 +163,13 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
                 if "ms" not in holder:
                     holder["ms"] = MultipleShooting(train, w, teacher(1), cfg.ode.max_windows,
                                                     method=cfg.ode.method)
-                g = torch.Generator().manual_seed(cfg.seed * 100003 + k)
+                # L-BFGS needs the same windows at every evaluation; Adam draws new ones
+                step = 0 if cfg.ode.optimizer == "lbfgs" else k
+                g = torch.Generator().manual_seed(cfg.seed * 100003 + step)
                 return holder["ms"].loss(model, g)
 
-            phases.append(Phase(f"ode/{w:g}ms", params, ode_loss, cfg.ode.steps, "adam",
-                                cfg.ode.lr))
+            phases.append(Phase(f"ode/{w:g}ms", params, ode_loss, cfg.ode.steps,
+                                cfg.ode.optimizer, cfg.ode.lr))
     return phases
 
 

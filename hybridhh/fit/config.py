@@ -40,6 +40,7 @@ class TeacherConfig:
     lbfgs: tuple = ((4, 24), (2, 24), (1, 8))
     lbfgs_max_iter: int = 10
     lbfgs_history: int = 50
+    lbfgs_restart: int = 0
     window: int = 1
 
 
@@ -55,6 +56,7 @@ class ODEConfig:
     lr: float = 1e-4
     max_windows: int = 256
     method: str = "rk4"
+    optimizer: str = "adam"
 
 
 @dataclass
@@ -66,7 +68,9 @@ class FitConfig:
     seed
         Seeds the MLP initialisation and every random choice.
     width
-        Hidden-layer width of the MLP.
+        Hidden-layer width of the MLP (of each gate's MLP when ``separate``).
+    separate
+        One small MLP per gate (default) instead of one trunk shared by all gates.
     parametrisation
         ``"inf_tau"`` or ``"alpha_beta"`` (see :mod:`hybridhh.rates_mlp`).
     holdout
@@ -82,6 +86,7 @@ class FitConfig:
     width: int = 64
     parametrisation: str = "inf_tau"
     input_gain: float = 3.0
+    separate: bool = True
     holdout: object = "auto"
     prior: PriorConfig = field(default_factory=PriorConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)

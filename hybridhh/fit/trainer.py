@@ -69,7 +69,7 @@ def _make_optimizer(phase: Phase, params, lr):
     if phase.optimizer == "lbfgs":
         opts = {"max_iter": 10, "history_size": 50, "line_search_fn": "strong_wolfe",
                 "tolerance_grad": 0.0, "tolerance_change": 0.0}
-        opts.update(phase.options)
+        opts.update({k: v for k, v in phase.options.items() if k != "restart_every"})
         return torch.optim.LBFGS(params, lr=lr, **opts)
     raise ValueError(f"unknown optimizer {phase.optimizer!r}")
 
@@ -191,9 +191,13 @@ class Trainer:
                         f"{phase.name}: {self.rollbacks} non-finite steps; giving up "
                         "(try a smaller learning rate)")
                 continue
-            good = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
             last_loss = loss_value
             self.step += 1
+            restart = phase.options.get("restart_every") if phase.optimizer == "lbfgs" else None
+            if restart and self.step % restart == 0:  # fresh curvature history
+                opt = _make_optimizer(phase, params, phase.lr * self.lr_scale)
+                self._opt = opt
+            good = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
             self.elapsed = time.perf_counter() - t_start
             rec = {"phase": phase.name, "step": self.step, "loss": loss_value,
                    "elapsed": round(self.elapsed, 3)}

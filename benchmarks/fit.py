@@ -1,0 +1,142 @@
+"""Fit benchmark (issue 4): accuracy of the learned kinetics, robustness and wall time.
+
+Makes the default synthetic set (modern convention, default protocols, 6.3 °C, 100 ms,
+dt 0.01 ms, RK4), fits it with the default FitConfig for several seeds, and measures over
+the visited voltage range (1st–99th percentile): per-gate tau median / p90 relative error,
+x_inf max absolute error, alpha/beta median relative error, free-running V RMSE on a
+held-out stimulus (new noise seed), and wall time. Optional cases: 1 mV measurement
+noise, the alpha_beta parametrisation, perturbed priors.
+
+Prints a table and writes ``benchmarks/results/fit.json``::
+
+    python benchmarks/fit.py                 # 5 seeds + noise + parametrisation + priors
+    python benchmarks/fit.py --quick         # 1 seed, short
+    python benchmarks/fit.py --cases seeds   # only some cases
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hybridhh.biophysics import Biophysics  # noqa: E402
+from hybridhh.fit import FitConfig, fit, free_run  # noqa: E402
+from hybridhh.fit.config import PriorConfig  # noqa: E402
+from hybridhh.fit.data import TraceData  # noqa: E402
+from hybridhh.kinetics import HHKinetics  # noqa: E402
+from hybridhh.metrics import TARGETS, kinetics_errors, meets_targets, summarize_errors  # noqa: E402
+from hybridhh.protocols import Stimulus, default_protocols, ou_noise, time_grid  # noqa: E402
+from hybridhh.recording import simulate_recording  # noqa: E402
+
+OUT = Path(__file__).parent / "results" / "fit.json"
+
+
+def make_data(noise: float = 0.0, seed: int = 0, duration: float = 100.0, dt: float = 0.01):
+    t = time_grid(duration, dt)
+    bio = Biophysics.standard("modern")
+    train = simulate_recording(default_protocols(t, seed=seed), bio, method="rk4",
+                               noise_sigma=noise, seed=seed, source="benchmarks/fit.py")
+    test_stim = Stimulus.concat([ou_noise(t, 4.0, 8.0, 3.0, seed=seed + 7, n=2),
+                                 ou_noise(t, 0.0, 12.0, 2.0, seed=seed + 11, n=2)])
+    test = simulate_recording(test_stim, bio, method="rk4", source="benchmarks/fit.py held-out")
+    return train, test
+
+
+def spike_times(V, dt, threshold=0.0):
+    V = np.asarray(V)
+    up = np.nonzero((V[:-1] < threshold) & (V[1:] >= threshold))[0]
+    return [(i + (threshold - V[i]) / (V[i + 1] - V[i])) * dt for i in up]
+
+
+def evaluate(res, test, truth):
+    errs = kinetics_errors(res.model, truth, *res.voltage_range)
+    td = TraceData.from_recording(test)
+    V = free_run(res.model, td, method="rk4").numpy()
+    rmse = float(np.sqrt(np.mean((V - test.voltage) ** 2)))
+    n_model = sum(len(spike_times(v, td.dt)) for v in V)
+    n_true = sum(len(spike_times(v, td.dt)) for v in test.voltage)
+    return {"errors": errs, "summary": summarize_errors(errs), "meets_targets":
+            meets_targets(errs), "heldout_rmse": rmse, "spikes_model": n_model,
+            "spikes_true": n_true}
+
+
+def run_case(name, train, test, cfg, truth):
+    t0 = time.perf_counter()
+    res = fit(train, cfg, quiet=True)
+    wall = time.perf_counter() - t0
+    ev = evaluate(res, test, truth)
+    ev.update({"case": name, "seed": cfg.seed, "wall": wall, "fit_elapsed": res.elapsed,
+               "ode": res.heldout_rmse})
+    s = ev["summary"]
+    print(f"{name:<22} {cfg.seed:>4} {wall:7.1f} {100 * s['tau_median']:7.2f} "
+          f"{100 * s['tau_p90']:7.2f} {s['xinf_max']:7.4f} {100 * s['rate_median']:7.1f} "
+          f"{ev['heldout_rmse']:7.3f} {ev['spikes_model']:>3}/{ev['spikes_true']:<3} "
+          f"{'yes' if ev['meets_targets'] else 'no':>4} "
+          f"{res.heldout_rmse.get('chosen', '-'):>7}", flush=True)
+    return ev
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one seed, clean data only")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--cases", nargs="*", default=["seeds", "noise", "alpha_beta", "priors"])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.seeds, args.cases = 1, ["seeds"]
+    truth = HHKinetics("modern")
+    t0 = time.perf_counter()
+    train, test = make_data()
+    print(f"data: {train.n_traces} traces x {train.duration:g} ms at dt {train.dt:g} ms "
+          f"({time.perf_counter() - t0:.1f} s to simulate)")
+    print(f"{'case':<22} {'seed':>4} {'wall s':>7} {'tau50%':>7} {'tau90%':>7} {'xinf':>7} "
+          f"{'rate%':>7} {'Vrmse':>7} {'spikes':>7} {'ok':>4} {'kept':>7}")
+    print(f"{'targets':<22} {'':>4} {'<120':>7} {'<5':>7} {'<10':>7} {'<0.03':>7} {'<10':>7} "
+          f"{'<1':>7}")
+    rows = []
+    if "seeds" in args.cases:
+        for s in range(args.seeds):
+            rows.append(run_case("default", train, test, FitConfig(seed=s), truth))
+    if "noise" in args.cases:
+        ntrain, _ = make_data(noise=1.0)
+        for s in range(2):
+            rows.append(run_case("noise 1 mV", ntrain, test, FitConfig(seed=s), truth))
+    if "alpha_beta" in args.cases:
+        for s in range(2):
+            rows.append(run_case("alpha_beta", train, test,
+                                 FitConfig(seed=s, parametrisation="alpha_beta"), truth))
+    if "priors" in args.cases:
+        for i, pc in enumerate([PriorConfig(offset_activation=5.0, slope=5.0, tau_max=0.3),
+                                PriorConfig(offset_activation=30.0, offset_inactivation=-10.0,
+                                            slope=12.0, tau_max=3.0),
+                                PriorConfig(offset_activation=20.0, offset_inactivation=10.0,
+                                            slope=8.0, tau_max=10.0)]):
+            rows.append(run_case(f"prior {i + 1}", train, test, FitConfig(seed=0, prior=pc),
+                                 truth))
+    summary = {
+        "targets": TARGETS,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
