@@ -532,3 +532,297 @@ def save_figure(fig: Figure, path, dpi: int | None = None) -> Path:
     with matplotlib.rc_context(STYLE):
         fig.savefig(path, dpi=dpi)
     return path
+
+
+# --- comparison figures (hybridhh.compare, hybridhh.report) --------------------------
+
+__all__ += ["mark_voltage_range", "plot_kinetics_error", "plot_free_run", "plot_training"]
+
+
+def mark_voltage_range(axes, lo: float, hi: float, label: str | None = None,
+                       legend_loc: str | None = None) -> Figure:
+    """Dotted vertical lines at ``lo`` and ``hi`` (mV) on every axes of ``axes`` (e.g. the
+    1st–99th percentile of the recorded V, where the data constrain the rates).
+
+    With ``label``, the line is added to the first existing legend among ``axes`` (redrawn
+    at ``legend_loc``, default ``"best"``; ``"figure"``: one row below the figure).
+    """
+    from matplotlib.lines import Line2D
+
+    axs = [a for a in np.ravel(np.asarray(axes, dtype=object)) if a is not None]
+    for a in axs:
+        for v in (lo, hi):
+            a.axvline(v, color="0.35", ls=":", lw=0.9, zorder=1)
+    if label:
+        for a in axs:
+            leg = a.get_legend()
+            if leg is None:
+                continue
+            handles = list(leg.legend_handles) + [Line2D([], [], color="0.35", ls=":",
+                                                         lw=0.9)]
+            labels = [t.get_text() for t in leg.texts] + [label]
+            with matplotlib.rc_context(STYLE):
+                if legend_loc == "figure":  # one row under the figure, off the curves
+                    leg.remove()
+                    a.figure.legend(handles, labels, loc="outside lower center",
+                                    ncol=len(labels))
+                else:
+                    a.legend(handles, labels, loc=legend_loc or "best")
+            break
+    return axs[0].figure if axs else None
+
+
+def plot_kinetics_error(learned, truth, vmin: float = -100.0, vmax: float = 50.0,
+                        constrained: tuple[float, float] | None = None, axes=None,
+                        n_points: int = 401, band: float = 0.10) -> Figure:
+    """How far learned kinetics are from the true ones, against V (mV).
+
+    Four panels: the ratios learned/true of tau, alpha and beta (log scale, 1 = exact;
+    the band marks ±``band``, e.g. 10 %) and the difference of x_inf (learned − true), one
+    line per gate. Outside ``constrained`` (mV; e.g. the 1st–99th percentile of the data)
+    the background is grey: there the learned curves are extrapolation.
+
+    Parameters
+    ----------
+    learned, truth
+        Kinetics objects (``rates(V) -> (alpha, beta)``).
+    axes
+        Four axes (tau, alpha, beta, x_inf); default a new 2×2 figure.
+    """
+    V = np.linspace(vmin, vmax, n_points)
+    la, lb = _eval_rates(learned, V)
+    ta, tb = _eval_rates(truth, V)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = {"tau": (ta + tb) / (la + lb), "alpha": la / ta, "beta": lb / tb}
+        dx = la / (la + lb) - ta / (ta + tb)
+    with matplotlib.rc_context(STYLE):
+        if axes is None:
+            fig = Figure(figsize=(9.0, 5.5), layout="constrained")
+            axs = list(np.ravel(fig.subplots(2, 2, sharex=True)))
+        else:
+            axs = list(np.ravel(np.asarray(axes, dtype=object)))
+            if len(axs) != 4:
+                raise ConfigError(f"plot_kinetics_error needs 4 axes, got {len(axs)}")
+            fig = axs[0].figure
+        colors = {"m": "tab:red", "h": "tab:blue", "n": "tab:green"}
+        titles = {"tau": "time constant τ: learned / true",
+                  "alpha": "opening rate α: learned / true",
+                  "beta": "closing rate β: learned / true"}
+        inside = (np.ones_like(V, dtype=bool) if constrained is None
+                  else (V >= constrained[0]) & (V <= constrained[1]))
+        for ax, key in zip(axs[:3], ("tau", "alpha", "beta"), strict=True):
+            r = ratios[key]
+            for g, gate in enumerate(GATES):
+                ax.plot(V, r[:, g], color=colors[gate], label=gate)
+            ax.set_yscale("log")
+            ax.axhspan(1.0 - band, 1.0 + band, color="tab:green", alpha=0.15, lw=0)
+            ax.axhline(1.0, color="0.3", lw=0.6)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dev = np.nanmax(np.maximum(r[inside], 1.0 / r[inside]))
+            lim = float(np.clip(1.3 * dev if np.isfinite(dev) else 20.0, 1.3, 20.0))
+            ax.set_ylim(1.0 / lim, lim)
+            ticks = ((0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0) if lim > 2.5 else
+                     (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0))
+            ticks = [t for t in ticks if 1.0 / lim <= t <= lim]
+            ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+            ax.set_yticks([], minor=True)
+            ax.set_ylabel(f"{key} learned / true")
+            ax.set_title(titles[key])
+        ax = axs[3]
+        for g, gate in enumerate(GATES):
+            ax.plot(V, dx[:, g], color=colors[gate], label=gate)
+        ax.axhline(0.0, color="0.3", lw=0.6)
+        big = np.nanmax(np.abs(dx[inside])) if inside.any() else 1.0
+        lim = float(np.clip(1.5 * big, 0.05, 1.05))
+        ax.set_ylim(-lim, lim)
+        ax.set_ylabel("x$_\\infty$ learned − true")
+        ax.set_title("steady state x$_\\infty$: difference")
+        for ax in axs:
+            if constrained is not None:
+                lo, hi = constrained
+                ax.axvspan(vmin, lo, color="0.88", lw=0, zorder=0)
+                ax.axvspan(hi, vmax, color="0.88", lw=0, zorder=0)
+            ax.set_xlim(vmin, vmax)
+        for ax in axs[2:]:
+            ax.set_xlabel(LABEL_V)
+        from matplotlib.patches import Patch
+
+        handles, labels = axs[0].get_legend_handles_labels()
+        handles.append(Patch(facecolor="tab:green", alpha=0.3, label=f"±{band:.0%}"))
+        if constrained is not None:
+            handles.append(Patch(facecolor="0.85", edgecolor="0.6", lw=0.5,
+                                 label="extrapolation (outside 1st–99th percentile of "
+                                       "the recorded V)"))
+        if axes is None:
+            fig.legend(handles=handles, loc="outside upper center", ncol=len(handles))
+        else:
+            axs[0].legend(handles=handles, loc="best", fontsize=7)
+    return fig
+
+
+def plot_free_run(time, V_recorded, V_model, gates_model=None, gates_recorded=None,
+                  names: Sequence[str] | None = None, traces=None, max_traces: int = 4,
+                  threshold: float | None = None, axes=None, title: str | None = None
+                  ) -> Figure:
+    """Free-running model against the recording: V and gates per trace.
+
+    One column per trace (at most ``max_traces``, evenly spaced, unless ``traces`` picks
+    them); rows: V (mV; recorded black, model red), then m, h, n (true gates black when
+    known, model red), against time (ms).
+
+    Parameters
+    ----------
+    time
+        ms, ``[T]``.
+    V_recorded, V_model
+        mV, ``[B, T]``.
+    gates_model, gates_recorded
+        ``[B, T, 3]`` or None.
+    names
+        Trace names (column titles).
+    traces
+        Indices into the B traces to draw.
+    threshold
+        Spike threshold (mV), drawn dotted on the V panels.
+    axes
+        A ``(1 or 4) × n_columns`` array of axes; default a new figure.
+    """
+    t = np.asarray(time, dtype=np.float64)
+    Vr, Vm = np.atleast_2d(_np(V_recorded)), np.atleast_2d(_np(V_model))
+    gm, gr = _np(gates_model), _np(gates_recorded)
+    B = Vr.shape[0]
+    names = list(names) if names is not None else [f"trace_{k}" for k in range(B)]
+    if traces is None:
+        idx = (list(range(B)) if B <= max_traces else
+               sorted({int(round(k)) for k in np.linspace(0, B - 1, max_traces)}))
+    else:
+        idx = [int(k) for k in traces]
+    with_gates = gm is not None
+    rows = 4 if with_gates else 1
+    with matplotlib.rc_context(STYLE):
+        if axes is None:
+            heights = [1.8] + ([0.75] * 3 if with_gates else [])
+            fig = Figure(figsize=(max(2.9 * len(idx) + 0.9, 7.0), 1.7 * sum(heights) + 0.8),
+                         layout="constrained")
+            grid = np.asarray(fig.subplots(rows, len(idx), sharex=True, squeeze=False,
+                                           gridspec_kw={"height_ratios": heights}))
+        else:
+            grid = np.asarray(axes, dtype=object)
+            if grid.ndim == 1:
+                grid = grid[None, :] if rows == 1 else grid[:, None]
+            if grid.shape != (rows, len(idx)):
+                raise ConfigError(f"plot_free_run needs a {rows}x{len(idx)} array of axes, got "
+                                  f"{grid.shape}")
+            fig = grid[0, 0].figure
+        for c, k in enumerate(idx):
+            ax = grid[0, c]
+            ax.plot(t, Vr[k], color="black", lw=1.0,
+                    label="recorded V" + (", true gates" if with_gates and gr is not None
+                                          else ""))
+            ax.plot(t, Vm[k], color="tab:red", lw=0.9, alpha=0.85, label="model (free-running)")
+            if threshold is not None:
+                ax.axhline(threshold, color="0.5", ls=":", lw=0.8,
+                           label=f"spike threshold {threshold:.0f} mV")
+            rmse = float(np.sqrt(np.mean((Vm[k] - Vr[k]) ** 2)))
+            ax.set_title(f"{names[k]}\nV RMSE {rmse:.2f} mV")
+            if c == 0:
+                ax.set_ylabel(LABEL_V)
+            if with_gates:
+                for g, gate in enumerate(GATES):
+                    ax = grid[1 + g, c]
+                    if gr is not None:
+                        ax.plot(t, gr[k, :, g], color="black", lw=1.0, label="true")
+                    ax.plot(t, gm[k, :, g], color="tab:red", lw=0.9, alpha=0.85,
+                            label="model")
+                    ax.set_ylim(-0.03, 1.03)
+                    if c == 0:
+                        ax.set_ylabel(GATE_LABELS[gate])
+            for r in range(rows):
+                grid[r, c].set_xlim(t[0], t[-1])
+            grid[rows - 1, c].set_xlabel(LABEL_TIME)
+        handles, labels = grid[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(handles))
+        if title:
+            fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_training(history: Sequence[dict], axes=None) -> Figure:
+    """Training curves from ``metrics.jsonl`` records (``phase``, ``step``, ``loss``,
+    optional ``errors``).
+
+    Panels, against the optimiser step counted over all phases: the teacher-forcing loss
+    (normalised current residual, dimensionless; log scale), the neural-ODE loss (V mean
+    squared error, mV²; log scale) when there is such a stage, and the worst-gate rate
+    errors (fractions; log scale, with the targets dashed) when they were logged. Phase
+    boundaries are marked.
+
+    Parameters
+    ----------
+    history
+        The records, in order (:func:`hybridhh.fit.rundir.read_metrics`).
+    axes
+        One axes per panel present; default a new figure.
+    """
+    from .metrics import TARGETS
+
+    recs = [r for r in history if "loss" in r and "phase" in r]
+    if not recs:
+        raise ConfigError("no training records to plot (metrics.jsonl is empty)")
+    x = np.arange(1, len(recs) + 1)
+    phases = []  # (name, first index, last index)
+    for k, r in enumerate(recs):
+        if not phases or phases[-1][0] != r["phase"]:
+            phases.append([r["phase"], k, k])
+        phases[-1][2] = k
+    kinds = [("teacher", "teacher-forcing loss\n(normalised, dimensionless)"),
+             ("ode", "neural-ODE loss\n(V MSE, mV²)")]
+    present = [(kind, lab) for kind, lab in kinds
+               if any(p[0].split("/")[0] == kind for p in phases)]
+    other = [p for p in phases if p[0].split("/")[0] not in ("teacher", "ode")]
+    if other:
+        present.append(("other", "loss"))
+    err_recs = [(k, r["errors"]) for k, r in enumerate(recs) if isinstance(r.get("errors"),
+                                                                              dict)]
+    n_panels = len(present) + (1 if err_recs else 0)
+    with matplotlib.rc_context(STYLE):
+        if axes is None:
+            fig = Figure(figsize=(9.0, 2.2 * n_panels + 0.4), layout="constrained")
+            axs = list(np.ravel(fig.subplots(n_panels, 1, sharex=True, squeeze=False)))
+        else:
+            axs = list(np.ravel(np.asarray(axes, dtype=object)))
+            if len(axs) != n_panels:
+                raise ConfigError(f"plot_training needs {n_panels} axes, got {len(axs)}")
+            fig = axs[0].figure
+        colors = _colors(len(phases))
+        for ax, (kind, lab) in zip(axs, present, strict=False):
+            for (name, a, b), col in zip(phases, colors, strict=True):
+                pk = name.split("/")[0]
+                if (kind == "other" and pk in ("teacher", "ode")) or (kind != "other"
+                                                                      and pk != kind):
+                    continue
+                y = np.array([recs[k]["loss"] for k in range(a, b + 1)], dtype=np.float64)
+                y = np.where(y > 0, y, np.nan)
+                ax.plot(x[a:b + 1], y, color=col, lw=1.0, label=name)
+            ax.set_yscale("log")
+            ax.set_ylabel(lab)
+            ax.legend(loc="upper right", ncol=2)
+        if err_recs:
+            ax = axs[-1]
+            ks = np.array([k for k, _ in err_recs]) + 1
+            styles = {"tau_median": "tab:red", "tau_p90": "tab:orange",
+                      "xinf_max": "tab:blue", "rate_median": "tab:purple"}
+            for key, col in styles.items():
+                vals = [e.get(key, np.nan) for _, e in err_recs]
+                ax.plot(ks, vals, "o-", color=col, ms=3, lw=1.0, label=key)
+                if key in TARGETS:
+                    ax.axhline(TARGETS[key], color=col, ls="--", lw=0.7)
+            ax.set_yscale("log")
+            ax.set_ylabel("worst-gate rate error\n(fraction; targets dashed)")
+            ax.legend(loc="upper right", ncol=4)
+        for ax in axs:
+            for _, a, _b in phases[1:]:
+                ax.axvline(x[a] - 0.5, color="0.7", lw=0.6, zorder=0)
+        axs[-1].set_xlabel("optimiser step (all phases, in order)")
+        axs[0].set_title("training curves (phase boundaries grey)")
+    return fig
