@@ -495,4 +495,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # subcommands that live in their own modules register themselves on import
-from . import cli_fit  # noqa: E402, F401
+from . import cli_fit, cli_report  # noqa: E402, F401
