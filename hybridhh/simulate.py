@@ -165,7 +165,7 @@ _COMPILED_STEPS: dict = {}
 def _compiled_step(integ):
     fn = _COMPILED_STEPS.get(integ.name)
     if fn is None:
-        fn = torch.compile(integ.step)
+        fn = torch.compile(integ.step, dynamic=False)
         _COMPILED_STEPS[integ.name] = fn
     return fn
 
@@ -177,9 +177,13 @@ def _substep_stimulus(I, n_sub, offset):
     """
     B, T = I.shape
     frac = (torch.arange(n_sub, dtype=I.dtype) + offset) / n_sub  # [n_sub]
-    I0 = I[:, :-1].T  # [T-1, B]
-    dI = I[:, 1:].T - I0
-    return (I0[:, None, :] + dI[:, None, :] * frac[None, :, None]).reshape(-1, B)
+    # time-major and contiguous: each step then reads one contiguous row (a transposed
+    # view would hand every step B scattered elements, T apart in memory)
+    IT = I.T.contiguous()  # [T, B]
+    I0 = IT[:-1]
+    dI = IT[1:] - I0
+    out = (I0[:, None, :] + dI[:, None, :] * frac[None, :, None]).reshape(-1, B)
+    return out.contiguous()
 
 
 def _fixed_step(integ, V, x, I, t0, dts, dt, kin, bio, compile=False):
