@@ -122,10 +122,11 @@ def simulate(
         Keep the autograd graph (for fitting); off by default for speed.
     compile
         Run the step function of a fixed-step method through ``torch.compile`` (one fused
-        kernel per step: about 3-10x faster per step, most at large batches). The first
-        call per integrator, kinetics, biophysics and dt compiles (tens of seconds on CPU);
-        later calls in the same process reuse it. Needs a C++ compiler; adaptive methods
-        raise :class:`ConfigError`.
+        kernel per step; see ``benchmarks/simulate.py`` for what it gains). The first call
+        per integrator, kinetics, biophysics, dt and batch size compiles (seconds to tens of
+        seconds on CPU; shapes are static); later calls in the same process reuse it, up to
+        torch's recompile limit (8 variants per integrator, then eager). Needs a C++
+        compiler; adaptive methods raise :class:`ConfigError`.
 
     Returns
     -------
