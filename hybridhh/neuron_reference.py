@@ -29,7 +29,9 @@ How the two models are made identical
   +65 mV on the way out.
 
 NEURON's global settings (``dt``, ``celsius``, ``usetable_hh``, ``secondorder``) are restored
-after each run; the sections live as long as the :class:`NeuronCells` object.
+after each run; the sections live as long as the :class:`NeuronCells` object. NEURON
+advances every section of the process at once: keep one :class:`NeuronCells` alive at a
+time (other sections would be simulated, and timed, along with it).
 """
 
 from __future__ import annotations
