@@ -274,7 +274,9 @@ class TabulatedKinetics:
 
     def weights(self, V):
         """Grid index and interpolation weight for voltages ``V`` (reusable for fixed V)."""
-        s = ((V - self.vmin) / self.step).clamp(0.0, self.n - 1 - 1e-9)
+        # NaN (a diverged simulation) maps to the first node; the NaN itself propagates
+        # through V and is caught by the caller
+        s = torch.nan_to_num((V - self.vmin) / self.step, nan=0.0).clamp(0.0, self.n - 1 - 1e-9)
         k = s.floor().long()
         return k, (s - k).to(self.x_inf.dtype)
 

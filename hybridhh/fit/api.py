@@ -137,6 +137,9 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
     t = cfg.teacher
     cache: dict[int, TeacherForcing] = {}
 
+    def stride_of(step_ms):
+        return max(1, int(round(step_ms / train.dt)))
+
     def teacher(stride):
         if stride not in cache:
             cache[stride] = TeacherForcing(train, window=t.window, stride=stride)
@@ -146,12 +149,12 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
     phases = []
     if t.adam_steps:
         phases.append(Phase("teacher/adam", params,
-                            lambda k, tf=lambda: teacher(t.adam_stride): tf().loss(model, t.robust),
+                            lambda k: teacher(stride_of(t.adam_dt)).loss(model, t.robust),
                             t.adam_steps, "adam", t.adam_lr))
-    for stride, steps in t.lbfgs:
-        stride, steps = int(stride), int(steps)
+    for i, (step_ms, steps) in enumerate(t.lbfgs):
+        stride, steps = stride_of(float(step_ms)), int(steps)
         if steps:
-            phases.append(Phase(f"teacher/lbfgs-s{stride}", params,
+            phases.append(Phase(f"teacher/lbfgs{i + 1}-{stride * train.dt:g}ms", params,
                                 lambda k, s=stride: teacher(s).loss(model), steps, "lbfgs", 1.0,
                                 {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history,
                                  "restart_every": t.lbfgs_restart}))

@@ -27,17 +27,19 @@ class PriorConfig:
 class TeacherConfig:
     """Stage 1, teacher forcing (see :mod:`hybridhh.fit.teacher`).
 
-    ``adam_steps`` Adam steps at sample stride ``adam_stride`` with a Cauchy loss of
-    scale ``robust`` (bounded pull of far-off samples from a generic start), then L-BFGS
-    (strong Wolfe) for ``lbfgs`` = ((stride, outer steps), ...), each outer step up to
-    ``lbfgs_max_iter`` iterations, on the plain mean squared loss.
+    ``adam_steps`` Adam steps on the recording sub-sampled to steps of about ``adam_dt``
+    ms, with a Cauchy loss of scale ``robust`` (bounded pull of far-off samples from a
+    generic start); then L-BFGS (strong Wolfe) for ``lbfgs`` = ((step ms, outer steps),
+    ...), each outer step up to ``lbfgs_max_iter`` iterations, on the plain mean squared
+    loss. Coarse steps are cheap and find the basin; the last entry should be the
+    recording's own sample step (a value below it means "every sample").
     """
 
     adam_steps: int = 600
     adam_lr: float = 3e-3
-    adam_stride: int = 8
+    adam_dt: float = 0.08
     robust: float | None = 1.0
-    lbfgs: tuple = ((4, 24), (2, 24), (1, 8))
+    lbfgs: tuple = ((0.04, 24), (0.02, 24), (0.0, 8))
     lbfgs_max_iter: int = 10
     lbfgs_history: int = 50
     lbfgs_restart: int = 0
@@ -101,11 +103,11 @@ class FitConfig:
             raise ConfigError("parametrisation must be 'inf_tau' or 'alpha_beta', "
                               f"got {self.parametrisation!r}")
         t = self.teacher
-        if t.adam_steps < 0 or t.adam_stride < 1 or t.window < 1:
-            raise ConfigError("teacher: adam_steps must be >= 0, adam_stride and window >= 1")
+        if t.adam_steps < 0 or t.adam_dt < 0 or t.window < 1:
+            raise ConfigError("teacher: adam_steps and adam_dt must be >= 0, window >= 1")
         for item in t.lbfgs:
-            if len(item) != 2 or int(item[0]) < 1 or int(item[1]) < 0:
-                raise ConfigError(f"teacher.lbfgs entries must be (stride >= 1, steps >= 0), "
+            if len(item) != 2 or float(item[0]) < 0 or int(item[1]) < 0:
+                raise ConfigError(f"teacher.lbfgs entries must be (step ms >= 0, steps >= 0), "
                                   f"got {item!r}")
         if self.ode.enabled and any(w <= 0 for w in self.ode.windows):
             raise ConfigError(f"ode.windows must be > 0 ms, got {self.ode.windows}")
@@ -139,6 +141,6 @@ class FitConfig:
     @classmethod
     def quick(cls, **changes) -> FitConfig:
         """A tiny configuration for tests and notebooks (seconds, not a converged fit)."""
-        cfg = cls(teacher=TeacherConfig(adam_steps=40, lbfgs=((4, 3),)),
+        cfg = cls(width=16, teacher=TeacherConfig(adam_steps=300, lbfgs=((0.05, 8), (0.0, 4))),
                   ode=ODEConfig(windows=(1.0,), steps=3, max_windows=32))
         return dataclasses.replace(cfg, **changes)

@@ -74,10 +74,11 @@ class MultipleShooting:
         cols = s[:, None] + self._offsets[None, :]
         V_obs = d.V[b[:, None], cols]
         I_win = d.I[b[:, None], cols]  # stimulus samples at the integration grid
-        with torch.no_grad():
-            x_tf = self.teacher.gates(model)  # [3, B, T] on the teacher's grid (stride 1)
+        # gates at the window starts from teacher forcing under the same model (part of the
+        # loss, so its gradient flows through them too)
+        x_tf = self.teacher.gates(model)  # [3, B, T] on the teacher's grid (stride 1)
         x0 = x_tf[:, b, s].T  # [n, 3]
-        table = model.tabulate(self.vmin, self.vmax)
+        table = model.tabulate(self.vmin, self.vmax) if hasattr(model, "tabulate") else model
         h = float(self.t[1])
         bio = d.bio
 
@@ -92,7 +93,11 @@ class MultipleShooting:
             return torch.cat([dV[:, None], dx], 1)
 
         y0 = torch.cat([V_obs[:, :1], x0], 1)
-        y = odeint(f, y0, self.t, method=self.method, options={"step_size": h})
+        if self.method in ("dopri5", "dopri8", "bosh3", "adaptive_heun"):
+            y = odeint(f, y0, self.t, method=self.method, rtol=1e-11, atol=1e-11,
+                       options={"step_t": self.t})
+        else:
+            y = odeint(f, y0, self.t, method=self.method, options={"step_size": h})
         return y[..., 0].T, V_obs
 
     def loss(self, model, generator=None):

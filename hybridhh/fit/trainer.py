@@ -96,6 +96,8 @@ class Trainer:
         self.rollbacks = 0
         self._opt = None
         self._opt_state = None
+        #: consecutive non-finite steps after which a phase ends early
+        self.max_failures = 6
         #: model state at the end of each phase, by phase name
         self.snapshots: dict[str, dict] = {}
 
@@ -159,6 +161,7 @@ class Trainer:
             opt.load_state_dict(self._opt_state)
         self._opt = opt
         good = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
+        failures = 0  # consecutive non-finite steps
         bar = tqdm(total=phase.steps, initial=self.step, desc=phase.name, disable=self.quiet,
                    leave=False, dynamic_ncols=True)
         last_loss = math.nan
@@ -184,13 +187,25 @@ class Trainer:
                 model.load_state_dict(good[0])
                 self.lr_scale *= 0.5
                 self.rollbacks += 1
+                failures += 1
                 opt = _make_optimizer(phase, params, phase.lr * self.lr_scale)
                 self._opt = opt
-                if self.rollbacks > 50:
-                    raise FloatingPointError(
-                        f"{phase.name}: {self.rollbacks} non-finite steps; giving up "
-                        "(try a smaller learning rate)")
+                if failures >= self.max_failures:
+                    # the good state itself gives no finite loss here (e.g. a model whose
+                    # free run diverges): end the phase, keeping that state
+                    rec = {"phase": phase.name, "step": self.step, "loss": None,
+                           "skipped": f"{failures} consecutive non-finite steps",
+                           "elapsed": round(time.perf_counter() - t_start, 3)}
+                    self.history.append(rec)
+                    if self.run_dir is not None:
+                        rundir.append_metrics(self.run_dir, rec)
+                    if not self.quiet:
+                        tqdm.write(f"warning: {phase.name}: {failures} consecutive "
+                                   "non-finite steps; phase ended early, model kept")
+                    self.step = phase.steps
+                    break
                 continue
+            failures = 0
             last_loss = loss_value
             self.step += 1
             restart = phase.options.get("restart_every") if phase.optimizer == "lbfgs" else None

@@ -1,0 +1,240 @@
+"""The fitter: identity with the reference, gradients, a short fit, resume, rates CSV."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hybridhh.biophysics import Biophysics
+from hybridhh.cli import main
+from hybridhh.errors import ConfigError, RunDirError
+from hybridhh.fit import FitConfig, fit, load_fit, load_model
+from hybridhh.fit.api import build_model, resolve_holdout
+from hybridhh.fit.data import TraceData
+from hybridhh.fit.scan import linear_scan
+from hybridhh.fit.shooting import MultipleShooting
+from hybridhh.fit.teacher import TeacherForcing
+from hybridhh.kinetics import HHKinetics
+from hybridhh.metrics import kinetics_errors, summarize_errors
+from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid
+from hybridhh.rates_table import REQUIRED, read_rates_csv
+from hybridhh.recording import simulate_recording, write_recording
+from hybridhh.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def tiny_recording():
+    """6 traces x 40 ms at dt 0.025 ms: steps and OU noise, modern convention."""
+    t = time_grid(40.0, 0.025)
+    stim = Stimulus.concat([steps(t, [3.0, 10.0, 30.0, -8.0], start=2.0),
+                            ou_noise(t, 3.0, 10.0, 2.0, seed=3, n=2)])
+    return simulate_recording(stim, Biophysics.standard("modern"), method="rk4")
+
+
+def test_linear_scan_matches_loop():
+    g = torch.Generator().manual_seed(0)
+    log_a = -torch.rand(2, 3, 200, generator=g, dtype=torch.float64) * 0.5
+    b = torch.randn(2, 3, 200, generator=g, dtype=torch.float64)
+    x0 = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    x = linear_scan(log_a, b, x0)
+    ref = [x0]
+    for k in range(200):
+        ref.append(torch.exp(log_a[..., k]) * ref[-1] + b[..., k])
+    torch.testing.assert_close(x, torch.stack(ref, -1), rtol=1e-11, atol=1e-11)
+
+
+def test_teacher_forcing_with_true_rates_has_tiny_loss(tiny_recording):
+    """The current-balance residual of the true kinetics is at the discretisation floor."""
+    data = TraceData.from_recording(tiny_recording)
+    tf = TeacherForcing(data)
+    true_loss = float(tf.loss(HHKinetics()))
+    with torch.no_grad():
+        prior_loss = float(tf.loss(build_model(data, FitConfig())))
+    assert true_loss < 1e-4
+    assert prior_loss > 1e3 * true_loss
+    # the teacher-forced gates follow the simulated gates closely
+    x = tf.gates(HHKinetics()).permute(1, 2, 0)
+    assert float((x - torch.as_tensor(tiny_recording.truth.gates)).abs().max()) < 2e-3
+
+
+def test_hybrid_model_with_true_rates_reproduces_reference(tiny_recording):
+    """Identity: the free-running hybrid ODE with the true rates in place of the MLP
+    matches the reference simulator (both converged, dopri5 at tight tolerance)."""
+    data = TraceData.from_recording(tiny_recording)
+    tf = TeacherForcing(data)
+    ms = MultipleShooting(data, 5.0, tf, max_windows=4, stride=1, method="dopri5")
+    windows = ms.windows[[0, 9, 17, 30]]
+    V_sim, _ = ms.simulate(HHKinetics(), windows)
+    x_tf = tf.gates(HHKinetics())
+    for row, (b, s) in enumerate(windows.tolist()):
+        n = ms.n
+        stim = Stimulus(tiny_recording.time[s:s + n + 1] - tiny_recording.time[s],
+                        tiny_recording.current[b:b + 1, s:s + n + 1], ("w",))
+        ref = simulate(stim, HHKinetics(), data.bio, method="dopri5", rtol=1e-11, atol=1e-11,
+                       V0=data.V[b, s], x0=x_tf[:, b, s])
+        assert float((V_sim[row] - ref.V[0]).abs().max()) < 1e-8
+
+
+@pytest.mark.parametrize("loss_kind", ["teacher", "shooting"])
+def test_loss_gradient_matches_finite_differences(tiny_recording, loss_kind):
+    data = TraceData.from_recording(tiny_recording).select([1, 4])
+    model = build_model(data, FitConfig(width=8))
+    with torch.no_grad():  # move off the zero-initialised last layer
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p, generator=torch.Generator().manual_seed(1)))
+    tf = TeacherForcing(data, stride=2)
+    if loss_kind == "teacher":
+        def loss():
+            return tf.loss(model)
+    else:
+        ms = MultipleShooting(data, 1.0, TeacherForcing(data), max_windows=8)
+
+        def loss():
+            return ms.loss(model, torch.Generator().manual_seed(0))
+    params = list(model.parameters())
+    g = torch.autograd.grad(loss(), params)
+    gen = torch.Generator().manual_seed(2)
+    v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+    analytic = sum(float((gi * vi).sum()) for gi, vi in zip(g, v, strict=True))
+    eps = 1e-6
+    with torch.no_grad():
+        for p, vi in zip(params, v, strict=True):
+            p.add_(eps * vi)
+        up = float(loss())
+        for p, vi in zip(params, v, strict=True):
+            p.sub_(2 * eps * vi)
+        down = float(loss())
+        for p, vi in zip(params, v, strict=True):
+            p.add_(eps * vi)
+    numeric = (up - down) / (2 * eps)
+    assert analytic == pytest.approx(numeric, rel=1e-5)
+
+
+def _quick(**changes):
+    return FitConfig.quick(holdout=(), **changes)
+
+
+def test_short_fit_lowers_rate_error(tiny_recording):
+    """A short deterministic fit lowers the worst-gate tau median error at least 3-fold."""
+    data = TraceData.from_recording(tiny_recording)
+    vr = data.voltage_range()
+    before = summarize_errors(kinetics_errors(build_model(data, _quick()), HHKinetics(), *vr))
+    res = fit(tiny_recording, _quick(), quiet=True)
+    after = summarize_errors(kinetics_errors(res.model, HHKinetics(), *vr))
+    assert after["tau_median"] < before["tau_median"] / 3
+    again = fit(tiny_recording, _quick(), quiet=True)  # deterministic by seed
+    for p, q in zip(res.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_resume_after_interruption_gives_same_result(tiny_recording, tmp_path, monkeypatch):
+    cfg = _quick(checkpoint_every=3)
+    full = fit(tiny_recording, cfg, run_dir=tmp_path / "full", quiet=True)
+
+    calls = {"n": 0}
+    original = TeacherForcing.loss
+
+    def interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(TeacherForcing, "loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_recording, cfg, run_dir=tmp_path / "cut", quiet=True)
+    monkeypatch.setattr(TeacherForcing, "loss", original)
+    assert (tmp_path / "cut" / "checkpoint_last.pt").exists()
+    assert not (tmp_path / "cut" / "model.pt").exists()
+    with pytest.raises(RunDirError, match="--resume"):
+        fit(tiny_recording, cfg, run_dir=tmp_path / "cut", quiet=True)
+    resumed = fit(tiny_recording, cfg, run_dir=tmp_path / "cut", resume=True, quiet=True)
+    for p, q in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    loaded = load_model(tmp_path / "cut")
+    for p, q in zip(full.model.parameters(), loaded.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_nan_rolls_back_and_keeps_going(tiny_recording, monkeypatch):
+    original = TeacherForcing.loss
+    calls = {"n": 0}
+
+    def sometimes_nan(self, *a, **k):
+        calls["n"] += 1
+        out = original(self, *a, **k)
+        return out * float("nan") if calls["n"] in (5, 6) else out
+
+    monkeypatch.setattr(TeacherForcing, "loss", sometimes_nan)
+    res = fit(tiny_recording, _quick(), quiet=True)
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    assert all(np.isfinite(h["loss"]) for h in res.history)
+
+
+def test_resume_without_checkpoint_and_bad_run_dirs(tiny_recording, tmp_path):
+    with pytest.raises(RunDirError, match="nothing to resume"):
+        fit(tiny_recording, _quick(), run_dir=tmp_path / "none", resume=True, quiet=True)
+    with pytest.raises(RunDirError, match="not a directory"):
+        load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunDirError, match="missing"):
+        load_fit(tmp_path / "empty")
+
+
+def test_holdout_resolution_and_config_errors():
+    names = ("a", "b", "c", "d")
+    assert resolve_holdout(names, "auto") == [3]
+    assert resolve_holdout(names[:3], "auto") == []
+    assert resolve_holdout(names, ("b", 0)) == [0, 1]
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_holdout(names, ("zz",))
+    with pytest.raises(ConfigError, match="no trace"):
+        resolve_holdout(names, names)
+    with pytest.raises(ConfigError, match="width"):
+        FitConfig(width=0)
+    with pytest.raises(ConfigError, match="unknown"):
+        FitConfig.from_dict({"nonsense": 1})
+    cfg = FitConfig()
+    assert FitConfig.from_dict(cfg.to_dict()) == cfg
+    assert dataclasses.replace(cfg, seed=3).seed == 3
+
+
+def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
+    path = write_recording(tmp_path / "rec.h5", tiny_recording)
+    run = tmp_path / "run"
+    assert main(["fit", str(path), "--out", str(run), "--adam-steps", "20",
+                 "--lbfgs-steps", "2", "0", "0", "--ode-steps", "0", "--holdout", "-q"]) == 0
+    assert main(["rates", str(run), "--vmin", "-100", "--vmax", "40", "--step", "0.5",
+                 "--out", str(tmp_path / "rates.csv")]) == 0
+    with open(tmp_path / "rates.csv") as f:
+        header = f.readline().strip().split(",")
+    assert tuple(header[:7]) == REQUIRED
+    table = read_rates_csv(tmp_path / "rates.csv")
+    assert np.allclose(table["V"], np.arange(-100, 40.001, 0.5))
+    for name in REQUIRED[1:]:
+        assert np.all(table[name] > 0)
+    lo, hi = load_fit(run).voltage_range
+    inside = (table["V"] >= lo) & (table["V"] <= hi)
+    assert np.array_equal(table["constrained"].astype(bool), inside)
+    model = load_model(run)
+    with torch.no_grad():
+        a, b = model.rates(torch.tensor([-60.0], dtype=torch.float64))
+    row = np.argmin(np.abs(table["V"] + 60.0))
+    assert table["alpha_m"][row] == pytest.approx(float(a[0, 0]), rel=1e-12)
+    assert table["beta_n"][row] == pytest.approx(float(b[0, 2]), rel=1e-12)
+    capsys.readouterr()
+    # bad options and bad inputs give one clear line and exit code 2
+    assert main(["rates", str(run), "--vmin", "10", "--vmax", "0"]) == 2
+    assert "--vmax" in capsys.readouterr().err
+    assert main(["rates", str(tmp_path / "nope")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5")
+    assert main(["fit", str(bad), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.h5" in err and "Traceback" not in err
+    assert main(["fit", str(path), "--out", str(tmp_path / "r3"), "--adam-steps", "-1"]) == 2
+    assert "--adam-steps" in capsys.readouterr().err
