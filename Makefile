@@ -5,6 +5,8 @@ HYBRIDHH := $(VENV)/bin/hybridhh
 # torch is pinned: 2.13.0 is a CPU wheel on local disk; a looser spec downloads a CUDA build.
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
+# notebooks run top to bottom with a tiny configuration (HYBRIDHH_QUICK=1)
+NBTEST := HYBRIDHH_QUICK=1 $(PY) -m pytest --nbmake notebooks
 
 .PHONY: install demo test test-all lint bench notebooks report clean
 
@@ -16,14 +18,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# the whole pipeline on the built-in example: simulate -> fit -> compare -> report
+# (the fit uses the default settings: a few minutes on two CPU cores)
 demo: install
 	$(HYBRIDHH) simulate --out out/example.h5
 	$(HYBRIDHH) info out/example.h5
 	$(HYBRIDHH) plot out/example.h5 --out out/example.png
-	@echo "demo: wrote out/example.h5 and out/example.png"
+	rm -rf out/run
+	$(HYBRIDHH) fit out/example.h5 --out out/run
+	$(HYBRIDHH) rates out/run
+	$(HYBRIDHH) compare out/run --truth out/example.h5
+	$(HYBRIDHH) report out/run --truth out/example.h5
 
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(NBTEST)
 
 test-all: install
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -33,6 +42,14 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/simulate.py
+
+notebooks: install
+	$(NBTEST)
+
+# the HTML report of the demo fit in out/run (make demo first)
+report: install
+	@test -f out/run/model.pt || { echo "report: no finished fit in out/run; run 'make demo' first" >&2; exit 2; }
+	$(HYBRIDHH) report out/run --truth out/example.h5
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache .ruff_cache
