@@ -329,25 +329,28 @@ def _phase_table(history) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _config_text(d) -> str:
+    if not isinstance(d, dict):
+        return str(d)
+    return ", ".join(f"{k} {json.dumps(v) if isinstance(v, (list, dict)) else v}"
+                     for k, v in d.items())
+
+
 def _config_rows(cfg: dict) -> list:
-    t, o, p = cfg.get("teacher", {}), cfg.get("ode", {}), cfg.get("prior", {})
-    lbfgs = ", ".join(f"{s} steps at stride {st}" for st, s in t.get("lbfgs", []))
-    rows = [
-        ("seed", _e(cfg.get("seed"))),
-        ("network", _e(f"MLP, width {cfg.get('width')}, parametrisation "
-                       f"{cfg.get('parametrisation')}, input gain {cfg.get('input_gain')}")),
-        ("generic prior", _e(f"activation {p.get('offset_activation')} mV and inactivation "
-                             f"{p.get('offset_inactivation')} mV from the estimated rest, "
-                             f"slope {p.get('slope')} mV, tau_max {p.get('tau_max')} ms")),
-        ("stage 1: teacher forcing", _e(
-            f"Adam {t.get('adam_steps')} steps (lr {t.get('adam_lr')}, stride "
-            f"{t.get('adam_stride')}, robust {t.get('robust')}); L-BFGS {lbfgs or 'none'}")),
-        ("stage 2: neural ODE", _e(
-            (f"windows {', '.join(f'{w:g} ms' for w in o.get('windows', []))}, "
-             f"{o.get('steps')} Adam steps each (lr {o.get('lr')}), {o.get('method')}, at most "
-             f"{o.get('max_windows')} windows per step") if o.get("enabled") else "disabled")),
-        ("held-out traces (config)", _e(cfg.get("holdout"))),
-    ]
+    """Key settings of a FitConfig dict, one row per part (whatever fields it has)."""
+    o = cfg.get("ode", {})
+    top = {k: v for k, v in cfg.items() if not isinstance(v, dict)}
+    rows = [("general", _e(_config_text(top)))]
+    labels = {"prior": "generic prior (mV, ms)", "teacher": "stage 1: teacher forcing",
+              "ode": "stage 2: neural ODE"}
+    for key, label in labels.items():
+        if key in cfg:
+            text = ("disabled" if key == "ode" and not o.get("enabled", True)
+                    else _config_text(cfg[key]))
+            rows.append((label, _e(text)))
+    for key, value in cfg.items():
+        if isinstance(value, dict) and key not in labels:
+            rows.append((key, _e(_config_text(value))))
     return rows
 
 
