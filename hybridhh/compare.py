@@ -57,6 +57,7 @@ __all__ = [
     "spike_metrics",
     "free_run_trajectory",
     "load_comparison",
+    "load_run",
     "wide_voltage_range",
 ]
 
@@ -496,6 +497,36 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def load_run(run_dir, warnings: list | None = None):
+    """:func:`hybridhh.fit.load_fit`, tolerant of a config.json from another fitter version.
+
+    When the saved ``FitConfig`` no longer parses (fields renamed since the fit), the model,
+    result summary and metrics are still loaded; ``config`` is then None and a note is
+    appended to ``warnings``.
+    """
+    from .fit import FitResult, load_fit, load_model
+    from .fit import rundir as rd
+
+    try:
+        return load_fit(run_dir)
+    except ConfigError as e:
+        run_dir = rd.check_run_dir(run_dir, need=(rd.CONFIG, rd.MODEL, rd.RESULT))
+        res = rd.load_json(run_dir / rd.RESULT)
+        if warnings is not None:
+            warnings.append(f"{run_dir / rd.CONFIG}: the fit configuration does not parse with "
+                            f"this version of hybridhh ({e}); it is shown as saved")
+        try:
+            return FitResult(model=load_model(run_dir), config=None,
+                             voltage_range=tuple(res["voltage_range"]),
+                             train_traces=tuple(res["train_traces"]),
+                             holdout_traces=tuple(res["holdout_traces"]),
+                             heldout_rmse=res.get("heldout_rmse", {}),
+                             history=rd.read_metrics(run_dir),
+                             elapsed=res.get("elapsed", 0.0), run_dir=run_dir)
+        except KeyError as k:
+            raise RunDirError(f"{run_dir / rd.RESULT}: missing {k}") from None
+
+
 def _load_recording(run_dir: Path, cfg: dict, recording, truth):
     """The recording the run was fitted to: ``recording`` (object or path), else the file
     named in config.json, else a truth file holding the same traces."""
@@ -580,13 +611,13 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
     ConfigError
         For a bad ``truth``.
     """
-    from .fit import load_fit
     from .fit import rundir as rd
     from .fit.data import TraceData
 
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
-    res = load_fit(run_dir)
+    warnings: list[str] = []
+    res = load_run(run_dir, warnings)
     cfg = rd.load_json(run_dir / rd.CONFIG)
     rec = _load_recording(run_dir, cfg, recording, truth)
     fitted = list(cfg.get("data", {}).get("traces", [])) or list(rec.trace_names)
@@ -596,7 +627,6 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
                           f"trace(s) {missing}")
     rec = rec.select(fitted)
     spec = resolve_truth(truth, temperature, rec)
-    warnings: list[str] = []
     if not rec.temperature_known:
         warnings.append("the recording states no temperature; 6.3 °C was assumed")
 

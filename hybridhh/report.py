@@ -27,6 +27,7 @@ from .compare import (
     _file_digest,
     compare,
     load_comparison,
+    load_run,
 )
 from .errors import RunDirError
 
@@ -63,11 +64,10 @@ def write_report(run_dir, truth=None, out=None, *, recording=None, method: str =
     Path
         The report.
     """
-    from .fit import load_fit
     from .fit import rundir as rd
 
     run_dir = Path(run_dir)
-    fit = load_fit(run_dir)  # RunDirError for a bad run directory, before any work
+    fit = load_run(run_dir)  # RunDirError for a bad run directory, before any work
     cmp_dir = run_dir / COMPARE_DIR
     metrics = _reusable(cmp_dir, run_dir, truth, method, max_shift) if reuse else None
     if metrics is None:
@@ -171,9 +171,9 @@ _CAPTIONS = {
         "band is ±10 %), x<sub>∞</sub> as the difference learned − true. Grey: outside the "
         "1st–99th percentile of the recorded V, i.e. extrapolation. Even inside the range, "
         "a rate is only weakly determined where it is much smaller than its partner: "
-        "β<sub>m</sub> where m<sub>∞</sub> ≈ 1 and α<sub>h</sub> at hyperpolarised V hardly "
-        "change τ or x<sub>∞</sub>, so large α/β ratios there with accurate τ and "
-        "x<sub>∞</sub> are expected, not a failure of the fit."
+        "β<sub>m</sub> where m<sub>∞</sub> ≈ 1 and α<sub>h</sub> where h<sub>∞</sub> ≈ 0 "
+        "(depolarised V) hardly change τ or x<sub>∞</sub>, so large α/β ratios there with "
+        "accurate τ and x<sub>∞</sub> are expected, not a failure of the fit."
     ),
     "free_run": (
         "<b>What it shows.</b> The fitted hybrid model simulated on its own (free-running, "
@@ -475,9 +475,11 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
         "learned from how the recorded voltage responds to the injected current, so only "
         "voltages the cell actually spent time at carry information. Within the constrained "
         "range, τ and x<sub>∞</sub> are what the currents depend on and are the best "
-        "determined; a rate much smaller than its partner (β<sub>m</sub> at depolarised V, "
-        "α<sub>h</sub> at hyperpolarised V) barely changes them and stays uncertain. "
-        "Outside the range nothing in the data fixes the curves.</div>")
+        "determined; a rate much smaller than its partner (β<sub>m</sub> and α<sub>h</sub> "
+        "at depolarised V) barely changes them and stays uncertain, and h is seen only "
+        "through g<sub>Na</sub>m³h, i.e. not at all while m ≈ 0 (hyperpolarised V) but only "
+        "later, when the cell depolarises. Outside the range nothing in the data fixes the "
+        "curves.</div>")
 
     # --- free run
     parts.append("<h2>3. Free-running voltage and spike times</h2>")

@@ -165,3 +165,15 @@ def test_bad_truth_values(fitted, tmp_path, capsys):
         assert err.startswith("error: ") and msg in err and "\n" not in err
     assert main(["compare", str(run), "--method", "euler"]) == 2
     assert "unknown integrator" in capsys.readouterr().err
+
+
+def test_run_from_another_fitter_version_still_compares(fitted, tmp_path):
+    _, _, run = fitted
+    old = tmp_path / "old_run"
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns("compare"))
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["fit"]["teacher"]["renamed_since"] = 1  # a field this version does not know
+    (old / "config.json").write_text(json.dumps(cfg))
+    c = compare(old, "hh_modern", write=False, floor=False)
+    assert c.fit.config is None and c.metrics["kinetics"] is not None
+    assert any("does not parse" in w for w in c.metrics["warnings"])
