@@ -9,7 +9,8 @@ def _fit_arguments(p):
     p.add_argument("data", type=_existing_file, help="recording file (HDF5, hybridhh format)")
     p.add_argument("-o", "--out", required=True, help="run directory to create (or resume)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--width", type=int, default=None, help="hidden-layer width (default 64)")
+    p.add_argument("--width", type=int, default=None,
+                   help="hidden-layer width of each gate's MLP (default 32)")
     p.add_argument("--parametrisation", choices=("inf_tau", "alpha_beta"), default=None,
                    help="MLP output parametrisation (default inf_tau)")
     p.add_argument("--adam-steps", type=int, default=None,
@@ -18,7 +19,7 @@ def _fit_arguments(p):
                    help="L-BFGS outer steps of each teacher-forcing resolution "
                         "(default 24 24 8: 0.04 ms, 0.02 ms, every sample)")
     p.add_argument("--ode-steps", type=int, default=None,
-                   help="neural-ODE Adam steps per window length (default 30; 0 disables)")
+                   help="neural-ODE L-BFGS steps per window length (default 4; 0 disables)")
     p.add_argument("--holdout", nargs="*", default=None, metavar="TRACE",
                    help="trace names or indices held out (default: the last trace when "
                         "there are >= 4); give no value to hold out nothing")

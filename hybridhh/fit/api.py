@@ -165,6 +165,7 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
             def ode_loss(k, w=w, holder=holder):
                 if "ms" not in holder:
                     holder["ms"] = MultipleShooting(train, w, teacher(1), cfg.ode.max_windows,
+                                                    stride=stride_of(cfg.ode.dt),
                                                     method=cfg.ode.method)
                 # L-BFGS needs the same windows at every evaluation; Adam draws new ones
                 step = 0 if cfg.ode.optimizer == "lbfgs" else k
@@ -172,7 +173,9 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
                 return holder["ms"].loss(model, g)
 
             phases.append(Phase(f"ode/{w:g}ms", params, ode_loss, cfg.ode.steps,
-                                cfg.ode.optimizer, cfg.ode.lr))
+                                cfg.ode.optimizer, cfg.ode.lr,
+                                {"max_iter": t.lbfgs_max_iter} if cfg.ode.optimizer == "lbfgs"
+                                else {}))
     return phases
 
 

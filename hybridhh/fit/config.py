@@ -50,15 +50,18 @@ class TeacherConfig:
 class ODEConfig:
     """Stage 2, the neural ODE: free-running multiple shooting on V (see
     :mod:`hybridhh.fit.shooting`). Windows of ``windows`` ms (one entry per sub-stage),
-    ``steps`` Adam steps each, at most ``max_windows`` windows per step."""
+    ``steps`` optimiser steps each on at most ``max_windows`` windows (a fixed seeded
+    subset for L-BFGS, a new one every step for Adam), integrated by ``method`` with a
+    step of ``dt`` ms."""
 
     enabled: bool = True
-    windows: tuple = (2.0, 5.0)
-    steps: int = 30
-    lr: float = 1e-4
+    windows: tuple = (5.0,)
+    steps: int = 6
+    optimizer: str = "lbfgs"
+    lr: float = 1.0
     max_windows: int = 256
     method: str = "rk4"
-    optimizer: str = "adam"
+    dt: float = 0.02
 
 
 @dataclass
@@ -85,7 +88,7 @@ class FitConfig:
     """
 
     seed: int = 0
-    width: int = 64
+    width: int = 32
     parametrisation: str = "inf_tau"
     input_gain: float = 3.0
     separate: bool = True
@@ -142,5 +145,5 @@ class FitConfig:
     def quick(cls, **changes) -> FitConfig:
         """A tiny configuration for tests and notebooks (seconds, not a converged fit)."""
         cfg = cls(width=16, teacher=TeacherConfig(adam_steps=300, lbfgs=((0.05, 8), (0.0, 4))),
-                  ode=ODEConfig(windows=(1.0,), steps=3, max_windows=32))
+                  ode=ODEConfig(windows=(1.0,), steps=1, max_windows=32))
         return dataclasses.replace(cfg, **changes)

@@ -57,8 +57,13 @@ class MultipleShooting:
         self.vmin = float(data.V.min()) - margin
         self.vmax = float(data.V.max()) + margin
         self.t = torch.arange(self.n + 1, dtype=data.V.dtype) * (data.dt * stride)
-        offs = torch.arange(0, span + 1, stride)
-        self._offsets = offs
+        self._offsets = torch.arange(0, span + 1, stride)
+
+    def start_gates(self, model):
+        """Teacher-forced gates ``[3, B, T]`` of ``model``: each window starts from the
+        gates that the *current* model has along the recorded V, so the start states stay
+        consistent with the model as it changes (and the gradient flows through them)."""
+        return self.teacher.gates(model)
 
     def select(self, generator: torch.Generator | None):
         N = len(self.windows)
@@ -74,10 +79,7 @@ class MultipleShooting:
         cols = s[:, None] + self._offsets[None, :]
         V_obs = d.V[b[:, None], cols]
         I_win = d.I[b[:, None], cols]  # stimulus samples at the integration grid
-        # gates at the window starts from teacher forcing under the same model (part of the
-        # loss, so its gradient flows through them too)
-        x_tf = self.teacher.gates(model)  # [3, B, T] on the teacher's grid (stride 1)
-        x0 = x_tf[:, b, s].T  # [n, 3]
+        x0 = self.start_gates(model)[:, b, s].T  # [n, 3]
         table = model.tabulate(self.vmin, self.vmax) if hasattr(model, "tabulate") else model
         h = float(self.t[1])
         bio = d.bio
