@@ -496,3 +496,9 @@ def main(argv: list[str] | None = None) -> int:
 
 # subcommands that live in their own modules register themselves on import
 from . import cli_fit, cli_report  # noqa: E402, F401
+
+if __name__ == "__main__":  # pragma: no cover - `python -m hybridhh.cli`
+    # run the imported module's main, whose registry the sub-modules above filled
+    from hybridhh.cli import main as _main
+
+    sys.exit(_main())

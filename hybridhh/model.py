@@ -65,15 +65,17 @@ def resting_potential(kinetics, bio: Biophysics, I_hold: float = 0.0,
     """
     lo, hi = bracket or (min(bio.E_K, bio.E_L, bio.E_Na), max(bio.E_K, bio.E_L, bio.E_Na))
 
-    def f(v):
-        V = torch.tensor([v], dtype=torch.float64)
+    def balance(V):
+        V = torch.as_tensor(V, dtype=torch.float64)
         with torch.no_grad():
-            x = steady_state_gates(V, kinetics)
-            return float(ionic_current(V, x, bio)[0]) - I_hold
+            return (ionic_current(V, steady_state_gates(V, kinetics), bio) - I_hold).numpy()
+
+    def f(v):
+        return float(balance([v])[0])
 
     # the steady-state I-V curve can be N-shaped: take the most hyperpolarised root
     grid = np.linspace(lo, hi, 801)
-    vals = np.array([f(v) for v in grid])
+    vals = balance(grid)
     sign = np.nonzero(np.diff(np.sign(vals)) != 0)[0]
     if len(sign) == 0:
         raise SimulationError(
