@@ -751,7 +751,8 @@ def plot_training(history: Sequence[dict], axes=None) -> Figure:
     """Training curves from ``metrics.jsonl`` records (``phase``, ``step``, ``loss``,
     optional ``errors``).
 
-    Panels, against the optimiser step counted over all phases: the teacher-forcing loss
+    Panels, against the fit's wall time (s; the optimiser step counted over all phases when
+    records lack ``elapsed``): the teacher-forcing loss
     (normalised current residual, dimensionless; log scale), the neural-ODE loss (V mean
     squared error, mV²; log scale) when there is such a stage, and the worst-gate rate
     errors (fractions; log scale, with the targets dashed) when they were logged. Phase
@@ -769,7 +770,10 @@ def plot_training(history: Sequence[dict], axes=None) -> Figure:
     recs = [r for r in history if "loss" in r and "phase" in r]
     if not recs:
         raise ConfigError("no training records to plot (metrics.jsonl is empty)")
-    x = np.arange(1, len(recs) + 1)
+    # against wall time when every record has it (phases differ a lot in cost per step)
+    timed = all(isinstance(r.get("elapsed"), (int, float)) for r in recs)
+    x = (np.array([r["elapsed"] for r in recs], dtype=np.float64) if timed
+         else np.arange(1, len(recs) + 1, dtype=np.float64))
     phases = []  # (name, first index, last index)
     for k, r in enumerate(recs):
         if not phases or phases[-1][0] != r["phase"]:
@@ -809,7 +813,7 @@ def plot_training(history: Sequence[dict], axes=None) -> Figure:
             ax.legend(loc="upper right", ncol=2)
         if err_recs:
             ax = axs[-1]
-            ks = np.array([k for k, _ in err_recs]) + 1
+            ks = x[[k for k, _ in err_recs]]
             styles = {"tau_median": "tab:red", "tau_p90": "tab:orange",
                       "xinf_max": "tab:blue", "rate_median": "tab:purple"}
             for key, col in styles.items():
@@ -822,7 +826,8 @@ def plot_training(history: Sequence[dict], axes=None) -> Figure:
             ax.legend(loc="upper right", ncol=4)
         for ax in axs:
             for _, a, _b in phases[1:]:
-                ax.axvline(x[a] - 0.5, color="0.7", lw=0.6, zorder=0)
-        axs[-1].set_xlabel("optimiser step (all phases, in order)")
+                ax.axvline(0.5 * (x[a - 1] + x[a]), color="0.7", lw=0.6, zorder=0)
+        axs[-1].set_xlabel("wall time since the start of the fit (s)" if timed
+                           else "optimiser step (all phases, in order)")
         axs[0].set_title("training curves (phase boundaries grey)")
     return fig

@@ -191,8 +191,8 @@ _CAPTIONS = {
         "generalises to stimuli it was not trained on."
     ),
     "training": (
-        "<b>What it shows.</b> The loss against the optimiser step, over all phases in "
-        "order (phase boundaries grey). Stage 1, <i>teacher forcing</i>: the gates are "
+        "<b>What it shows.</b> The loss against the wall time of the fit, over all phases "
+        "in order (phase boundaries grey). Stage 1, <i>teacher forcing</i>: the gates are "
         "advanced along the recorded V and the model must reproduce the ionic current "
         "(I<sub>inj</sub> − C dV/dt); its loss is the squared current residual relative to "
         "the variance of that current (dimensionless). Stage 2, the <i>neural ODE</i>: "

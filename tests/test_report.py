@@ -177,3 +177,20 @@ def test_run_from_another_fitter_version_still_compares(fitted, tmp_path):
     c = compare(old, "hh_modern", write=False, floor=False)
     assert c.fit.config is None and c.metrics["kinetics"] is not None
     assert any("does not parse" in w for w in c.metrics["warnings"])
+
+
+def test_real_data_without_truth(fitted, tmp_path):
+    from hybridhh.recording import read_recording
+
+    _, rec, run = fitted
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("compare"))
+    real = write_recording(tmp_path / "real.h5",
+                           dataclasses.replace(read_recording(rec), truth=None))
+    page = write_report(copy, recording=real)
+    m = json.loads((copy / "compare" / COMPARE_JSON).read_text())
+    assert m["kinetics"] is None and m["truth"] is None
+    assert "kinetics_error" not in m["figures"] and "rates" in m["figures"]
+    assert m["free_run"]["holdout"]["rmse_floor"] is None
+    text = page.read_text(encoding="utf-8")
+    assert "No reference kinetics" in text and text.count("data:image/png;base64,") == 4
