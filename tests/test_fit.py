@@ -13,6 +13,7 @@ from hybridhh.cli import main
 from hybridhh.errors import ConfigError, RunDirError
 from hybridhh.fit import FitConfig, fit, load_fit, load_model
 from hybridhh.fit.api import build_model, resolve_holdout
+from hybridhh.fit.config import ODEConfig, TeacherConfig
 from hybridhh.fit.data import TraceData
 from hybridhh.fit.scan import linear_scan
 from hybridhh.fit.shooting import MultipleShooting
@@ -117,17 +118,40 @@ def _quick(**changes):
     return FitConfig.quick(holdout=(), **changes)
 
 
+def _perturbed_start(data, cfg, shift=0.5, tau_factor=1.3):
+    """A model distilled from the true curves with x_inf logits shifted and taus scaled."""
+    model = build_model(data, cfg)
+    V = torch.linspace(*data.voltage_range(), 300, dtype=torch.float64)
+    x, tau = HHKinetics().inf_tau(V)
+    target_inf = torch.logit(x) + shift * torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)
+    target_tau = torch.log(tau * tau_factor)
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        a, b = model._outputs(V)
+        loss = (a - target_inf).square().mean() + (b - target_tau).square().mean()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return model
+
+
 def test_short_fit_lowers_rate_error(tiny_recording):
-    """A short deterministic fit lowers the worst-gate tau median error at least 3-fold."""
+    """A short deterministic teacher-forcing fit from a start 30 % off in tau lowers the
+    worst-gate tau median error at least 4-fold."""
     data = TraceData.from_recording(tiny_recording)
     vr = data.voltage_range()
-    before = summarize_errors(kinetics_errors(build_model(data, _quick()), HHKinetics(), *vr))
-    res = fit(tiny_recording, _quick(), quiet=True)
+    cfg = FitConfig(width=16, holdout=(), ode=ODEConfig(enabled=False),
+                    teacher=TeacherConfig(adam_steps=0, lbfgs=((0.0, 15),)))
+    torch.manual_seed(0)
+    start = _perturbed_start(data, cfg)
+    before = summarize_errors(kinetics_errors(start, HHKinetics(), *vr))
+    res = fit(tiny_recording, cfg, quiet=True, init=start)
     after = summarize_errors(kinetics_errors(res.model, HHKinetics(), *vr))
-    assert after["tau_median"] < before["tau_median"] / 3
-    again = fit(tiny_recording, _quick(), quiet=True)  # deterministic by seed
-    for p, q in zip(res.model.parameters(), again.model.parameters(), strict=True):
-        assert torch.equal(p, q)
+    assert before["tau_median"] > 0.2
+    assert after["tau_median"] < before["tau_median"] / 4
 
 
 def test_resume_after_interruption_gives_same_result(tiny_recording, tmp_path, monkeypatch):

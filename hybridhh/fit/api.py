@@ -180,7 +180,7 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
 
 
 def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool = False,
-        quiet: bool = False, truth=None) -> FitResult:
+        quiet: bool = False, truth=None, init: RateMLP | None = None) -> FitResult:
     """Learn the six rate functions from a recording.
 
     Parameters
@@ -198,6 +198,9 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
         No progress bar.
     truth
         Optional kinetics object used *only* to log rate errors in the metrics.
+    init
+        Optional starting model (e.g. an earlier fit) instead of the generic prior; its
+        width and parametrisation must match ``config``.
 
     Returns
     -------
@@ -212,6 +215,12 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
     held = data.select(hold) if hold else None
     vrange = data.voltage_range()
     model = build_model(train, config)
+    if init is not None:
+        try:
+            model.load_state_dict(init.state_dict())
+        except RuntimeError as e:
+            raise ConfigError(f"init model does not match the configuration ({e})") from e
+        model.prior = init.prior
 
     run_dir = Path(run_dir) if run_dir is not None else None
     state = None
