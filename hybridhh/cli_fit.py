@@ -19,7 +19,7 @@ def _fit_arguments(p):
                    help="L-BFGS outer steps of each teacher-forcing resolution "
                         "(default 24 24 8: 0.04 ms, 0.02 ms, every sample)")
     p.add_argument("--ode-steps", type=int, default=None,
-                   help="neural-ODE L-BFGS steps per window length (default 4; 0 disables)")
+                   help="neural-ODE L-BFGS steps per window length (default 3; 0 disables)")
     p.add_argument("--holdout", nargs="*", default=None, metavar="TRACE",
                    help="trace names or indices held out (default: the last trace when "
                         "there are >= 4); give no value to hold out nothing")

@@ -174,7 +174,7 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
 
             phases.append(Phase(f"ode/{w:g}ms", params, ode_loss, cfg.ode.steps,
                                 cfg.ode.optimizer, cfg.ode.lr,
-                                {"max_iter": t.lbfgs_max_iter} if cfg.ode.optimizer == "lbfgs"
+                                {"max_iter": cfg.ode.max_iter} if cfg.ode.optimizer == "lbfgs"
                                 else {}))
     return phases
 
@@ -246,6 +246,8 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
                 "model": model.config(),
                 "data": {"source": str(getattr(recording, "path", None) or
                                        getattr(recording, "source", "")),
+                         "path": (str(recording.path) if getattr(recording, "path", None)
+                                  else None),
                          "traces": list(data.names), "holdout": [data.names[i] for i in hold],
                          "voltage_range": list(vrange), "dt": data.dt,
                          "biophysics": data.bio.as_dict()},

@@ -50,16 +50,18 @@ class TeacherConfig:
 class ODEConfig:
     """Stage 2, the neural ODE: free-running multiple shooting on V (see
     :mod:`hybridhh.fit.shooting`). Windows of ``windows`` ms (one entry per sub-stage),
-    ``steps`` optimiser steps each on at most ``max_windows`` windows (a fixed seeded
-    subset for L-BFGS, a new one every step for Adam), integrated by ``method`` with a
-    step of ``dt`` ms."""
+    ``steps`` optimiser steps each (L-BFGS: up to ``max_iter`` iterations a step) on at
+    most ``max_windows`` windows (a fixed seeded subset for L-BFGS, a new one every step
+    for Adam), integrated by ``method`` with a step of ``dt`` ms. Every evaluation runs the
+    ODE step by step (about 1 s per evaluation here), so this stage is kept short."""
 
     enabled: bool = True
-    windows: tuple = (5.0,)
-    steps: int = 6
+    windows: tuple = (3.0,)
+    steps: int = 3
     optimizer: str = "lbfgs"
     lr: float = 1.0
-    max_windows: int = 256
+    max_iter: int = 5
+    max_windows: int = 128
     method: str = "rk4"
     dt: float = 0.02
 
