@@ -29,7 +29,6 @@ errors (real data; the voltage and spike metrics remain).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -766,10 +765,9 @@ def load_comparison(out_dir) -> dict:
     path = Path(out_dir) / COMPARE_JSON
     if not path.is_file():
         raise RunDirError(f"{path}: not found (run 'hybridhh compare' first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RunDirError(f"{path}: not valid JSON ({e})") from e
+    from .fit.rundir import load_json
+
+    return load_json(path)
 
 
 def wide_voltage_range(voltage_range, recorded=None, below: float = 40.0, above: float = 30.0
