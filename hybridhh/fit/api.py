@@ -7,6 +7,7 @@ passed for *monitoring* only (rate errors in ``metrics.jsonl``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,11 +148,54 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
 
     params = model.parameters
     phases = []
-    if t.adam_steps:
+    lbfgs = list(enumerate(t.lbfgs))
+    if t.adam_steps and t.starts > 1:
+        # multi-start: each candidate runs the Adam phase and the first L-BFGS resolution
+        # (where a wrong basin shows as a loss 10-100x higher); the best one goes on
+        first = lbfgs.pop(0) if lbfgs else None
+
+        def candidate(k):
+            cand = build_model(train, dataclasses.replace(cfg, seed=cfg.seed + 1000 * k))
+            opt = torch.optim.Adam(cand.parameters(), lr=t.adam_lr)
+            tf = teacher(stride_of(t.adam_dt))
+            for _ in range(t.adam_steps):
+                opt.zero_grad()
+                loss = tf.loss(cand, t.robust)
+                if not torch.isfinite(loss):
+                    return float("inf"), cand.state_dict()
+                loss.backward()
+                opt.step()
+            if first is None:
+                with torch.no_grad():
+                    return float(tf.loss(cand)), cand.state_dict()
+            tf = teacher(stride_of(float(first[1][0])))
+            opt = torch.optim.LBFGS(cand.parameters(), max_iter=t.lbfgs_max_iter,
+                                    history_size=t.lbfgs_history,
+                                    line_search_fn="strong_wolfe", tolerance_grad=0.0,
+                                    tolerance_change=0.0)
+
+            def closure():
+                opt.zero_grad()
+                loss = tf.loss(cand)
+                if torch.isfinite(loss):
+                    loss.backward()
+                return loss
+
+            value = float("inf")
+            for _ in range(int(first[1][1])):
+                value = float(opt.step(closure).detach())
+                if not all(torch.isfinite(p).all() for p in cand.parameters()):
+                    return float("inf"), cand.state_dict()
+            with torch.no_grad():
+                value = float(tf.loss(cand))
+            return value, cand.state_dict()
+
+        phases.append(Phase("teacher/starts", params, candidate, t.starts, "select"))
+    elif t.adam_steps:
         phases.append(Phase("teacher/adam", params,
                             lambda k: teacher(stride_of(t.adam_dt)).loss(model, t.robust),
                             t.adam_steps, "adam", t.adam_lr))
-    for i, (step_ms, steps) in enumerate(t.lbfgs):
+    for i, (step_ms, steps) in lbfgs:
         stride, steps = stride_of(float(step_ms)), int(steps)
         if steps:
             phases.append(Phase(f"teacher/lbfgs{i + 1}-{stride * train.dt:g}ms", params,

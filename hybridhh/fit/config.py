@@ -27,6 +27,10 @@ class PriorConfig:
 class TeacherConfig:
     """Stage 1, teacher forcing (see :mod:`hybridhh.fit.teacher`).
 
+    ``starts`` MLP initialisations (seeds derived from the fit's seed) each run the Adam
+    phase and the first L-BFGS resolution; the one with the lowest loss goes on (a
+    multi-start: an unlucky start can end in a wrong basin, and its loss shows it).
+
     ``adam_steps`` Adam steps on the recording sub-sampled to steps of about ``adam_dt``
     ms, with a Cauchy loss of scale ``robust`` (bounded pull of far-off samples from a
     generic start); then L-BFGS (strong Wolfe) for ``lbfgs`` = ((step ms, outer steps),
@@ -35,6 +39,7 @@ class TeacherConfig:
     recording's own sample step (a value below it means "every sample").
     """
 
+    starts: int = 3
     adam_steps: int = 600
     adam_lr: float = 3e-3
     adam_dt: float = 0.08
@@ -108,8 +113,9 @@ class FitConfig:
             raise ConfigError("parametrisation must be 'inf_tau' or 'alpha_beta', "
                               f"got {self.parametrisation!r}")
         t = self.teacher
-        if t.adam_steps < 0 or t.adam_dt < 0 or t.window < 1:
-            raise ConfigError("teacher: adam_steps and adam_dt must be >= 0, window >= 1")
+        if t.adam_steps < 0 or t.adam_dt < 0 or t.window < 1 or t.starts < 1:
+            raise ConfigError("teacher: adam_steps and adam_dt must be >= 0, window and "
+                              "starts >= 1")
         for item in t.lbfgs:
             if len(item) != 2 or float(item[0]) < 0 or int(item[1]) < 0:
                 raise ConfigError(f"teacher.lbfgs entries must be (step ms >= 0, steps >= 0), "
@@ -146,6 +152,7 @@ class FitConfig:
     @classmethod
     def quick(cls, **changes) -> FitConfig:
         """A tiny configuration for tests and notebooks (seconds, not a converged fit)."""
-        cfg = cls(width=16, teacher=TeacherConfig(adam_steps=300, lbfgs=((0.05, 8), (0.0, 4))),
+        cfg = cls(width=16, teacher=TeacherConfig(starts=1, adam_steps=300,
+                                                  lbfgs=((0.05, 8), (0.0, 4))),
                   ode=ODEConfig(windows=(1.0,), steps=1, max_windows=32))
         return dataclasses.replace(cfg, **changes)

@@ -44,7 +44,9 @@ class Phase:
     steps
         Number of optimiser steps.
     optimizer
-        ``"adam"`` or ``"lbfgs"``.
+        ``"adam"``, ``"lbfgs"`` or ``"select"``: then ``loss(step)`` returns
+        ``(loss value, model state)`` of one candidate, and the phase keeps the candidate
+        with the lowest loss (a multi-start).
     lr
         Step size (Adam learning rate; L-BFGS initial step).
     options
@@ -153,7 +155,35 @@ class Trainer:
         self.elapsed = time.perf_counter() - t_start
         return self.history
 
+    def _run_select(self, phase: Phase, t_start: float):
+        if self.step == 0:
+            self.best_loss = math.inf
+        bar = tqdm(total=phase.steps, initial=self.step, desc=phase.name, disable=self.quiet,
+                   leave=False, dynamic_ncols=True)
+        while self.step < phase.steps:
+            value, state = phase.loss(self.step)
+            if math.isfinite(value) and value < self.best_loss:
+                self.best_loss = value
+                self.model.load_state_dict(state)
+            self.step += 1
+            self.elapsed = time.perf_counter() - t_start
+            rec = {"phase": phase.name, "step": self.step, "loss": value,
+                   "best": self.best_loss, "elapsed": round(self.elapsed, 3)}
+            if self.monitor is not None:
+                rec.update(self.monitor(self.model))
+            self.history.append(rec)
+            if self.run_dir is not None:
+                rundir.append_metrics(self.run_dir, rec)
+            bar.set_postfix(loss=f"{value:.3e}", best=f"{self.best_loss:.3e}")
+            bar.update(1)
+            self._save_last()
+        bar.close()
+        if not math.isfinite(self.best_loss):
+            raise FloatingPointError(f"{phase.name}: no candidate gave a finite loss")
+
     def _run_phase(self, phase: Phase, t_start: float):
+        if phase.optimizer == "select":
+            return self._run_select(phase, t_start)
         model = self.model
         params = list(phase.params())
         opt = _make_optimizer(phase, params, phase.lr * self.lr_scale)
