@@ -42,6 +42,7 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/simulate.py
+	$(PY) benchmarks/fit.py
 
 notebooks: install
 	$(NBTEST)
