@@ -25,7 +25,7 @@ from .config import FitConfig
 from .data import TraceData
 from .shooting import MultipleShooting
 from .teacher import TeacherForcing
-from .trainer import Phase, Trainer
+from .trainer import Phase, Trainer, make_optimizer
 
 __all__ = ["FitResult", "fit", "load_model", "load_fit", "free_run", "resolve_holdout"]
 
@@ -156,7 +156,7 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
 
         def candidate(k):
             cand = build_model(train, dataclasses.replace(cfg, seed=cfg.seed + 1000 * k))
-            opt = torch.optim.Adam(cand.parameters(), lr=t.adam_lr)
+            opt = make_optimizer("adam", cand.parameters(), t.adam_lr)
             tf = teacher(stride_of(t.adam_dt))
             for _ in range(t.adam_steps):
                 opt.zero_grad()
@@ -169,10 +169,8 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
                 with torch.no_grad():
                     return float(tf.loss(cand)), cand.state_dict()
             tf = teacher(stride_of(float(first[1][0])))
-            opt = torch.optim.LBFGS(cand.parameters(), max_iter=t.lbfgs_max_iter,
-                                    history_size=t.lbfgs_history,
-                                    line_search_fn="strong_wolfe", tolerance_grad=0.0,
-                                    tolerance_change=0.0)
+            opt = make_optimizer("lbfgs", cand.parameters(), 1.0,
+                                 {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history})
 
             def closure():
                 opt.zero_grad()

@@ -41,7 +41,7 @@ class TeacherForcing:
     """
 
     def __init__(self, data: TraceData, window: int = 1, stride: int = 1,
-                 grid_step: float = 0.05, margin: float = 2.0, balance: float = 0.0):
+                 grid_step: float = 0.05, margin: float = 2.0):
         self.data = data
         self.window = int(window)
         self.stride = int(stride)
@@ -59,21 +59,6 @@ class TeacherForcing:
         self._start = self._weights(V[:, 0])
         self.observed = V[:, self.window:] - V[:, :-self.window]
         self.scale = float(self.observed.var())
-        # voltage balancing: weight each sample by (bin mean square / global)^-balance, so
-        # the rare, huge increments of spikes do not drown sub-threshold dynamics
-        self.weight = None
-        if balance:
-            Vs = V[:, : V.shape[1] - self.window]
-            bins = ((Vs - Vs.min()) / 5.0).long()
-            nb = int(bins.max()) + 1
-            sq = torch.zeros(nb, dtype=V.dtype).index_add_(0, bins.reshape(-1),
-                                                           self.observed.reshape(-1) ** 2)
-            cnt = torch.zeros(nb, dtype=V.dtype).index_add_(
-                0, bins.reshape(-1), torch.ones_like(Vs).reshape(-1))
-            ms = sq / cnt.clamp(min=1) / (self.observed**2).mean()
-            w = ms.clamp(min=1e-3) ** (-balance)
-            self.weight = w[bins]
-            self.weight = self.weight / self.weight.mean()
         # injected charge over each (coarse) step, trapezoidal on the recorded grid
         Itrap = 0.5 * (data.I[:, 1:] + data.I[:, :-1])[:, : (T - 1) * self.stride]
         self._Imid = Itrap.reshape(B, T - 1, self.stride).mean(-1)
@@ -122,8 +107,6 @@ class TeacherForcing:
         ``c² log(1 + r²/c²)`` (on the normalised residual), which bounds the pull of
         samples a poor model misses by far (used early, from a generic start)."""
         r2 = self.residual(model).square() / self.scale
-        if self.weight is not None:
-            r2 = r2 * self.weight
         if robust is None:
             return r2.mean()
         c2 = robust * robust

@@ -51,8 +51,6 @@ class Phase:
         Step size (Adam learning rate; L-BFGS initial step).
     options
         Extra optimiser keyword arguments.
-    on_start
-        Called once when the phase starts fresh (not on resume).
     """
 
     name: str
@@ -62,18 +60,23 @@ class Phase:
     optimizer: str = "adam"
     lr: float = 1e-3
     options: dict = field(default_factory=dict)
-    on_start: Callable | None = None
+
+
+def make_optimizer(kind: str, params, lr: float, options: dict | None = None):
+    """Adam, or L-BFGS with a strong-Wolfe line search and no early stop on tolerances."""
+    options = dict(options or {})
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, **options)
+    if kind == "lbfgs":
+        opts = {"max_iter": 10, "history_size": 50, "line_search_fn": "strong_wolfe",
+                "tolerance_grad": 0.0, "tolerance_change": 0.0}
+        opts.update({k: v for k, v in options.items() if k != "restart_every"})
+        return torch.optim.LBFGS(params, lr=lr, **opts)
+    raise ValueError(f"unknown optimizer {kind!r}")
 
 
 def _make_optimizer(phase: Phase, params, lr):
-    if phase.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, **phase.options)
-    if phase.optimizer == "lbfgs":
-        opts = {"max_iter": 10, "history_size": 50, "line_search_fn": "strong_wolfe",
-                "tolerance_grad": 0.0, "tolerance_change": 0.0}
-        opts.update({k: v for k, v in phase.options.items() if k != "restart_every"})
-        return torch.optim.LBFGS(params, lr=lr, **opts)
-    raise ValueError(f"unknown optimizer {phase.optimizer!r}")
+    return make_optimizer(phase.optimizer, params, lr, phase.options)
 
 
 class Trainer:
@@ -139,12 +142,9 @@ class Trainer:
         t_start = time.perf_counter() - self.elapsed
         for pi in range(self.phase_index, len(self.phases)):
             phase = self.phases[pi]
-            fresh = pi != self.phase_index or (self.step == 0 and self._opt_state is None)
             if pi != self.phase_index:
                 self.phase_index, self.step, self.lr_scale = pi, 0, 1.0
                 self._opt_state = None
-            if fresh and phase.on_start is not None:
-                phase.on_start()
             self._run_phase(phase, t_start)
             self.snapshots[phase.name] = copy.deepcopy(self.model.state_dict())
             self._opt, self._opt_state = None, None
