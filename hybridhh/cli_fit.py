@@ -17,7 +17,10 @@ def _fit_arguments(p):
                    help="teacher-forcing Adam steps (default 600)")
     p.add_argument("--lbfgs-steps", type=int, nargs="+", metavar="N", default=None,
                    help="L-BFGS outer steps of each teacher-forcing resolution "
-                        "(default 24 24 8: 0.04 ms, 0.02 ms, every sample)")
+                        "(default 24 16 8: 0.04 ms, 0.02 ms, every sample)")
+    p.add_argument("--gn-steps", type=int, nargs="+", metavar="N", default=None,
+                   help="Gauss-Newton iterations of each resolution (default 6 6: 0.04 ms, "
+                        "0.02 ms; all 0 skips the stage)")
     p.add_argument("--ode-steps", type=int, default=None,
                    help="neural-ODE L-BFGS steps per window length (default 3; 0 disables)")
     p.add_argument("--holdout", nargs="*", default=None, metavar="TRACE",
@@ -62,6 +65,13 @@ def _config_from_args(args):
                               f"resolution {[s for s, _ in t.lbfgs]} ms), got {args.lbfgs_steps}")
         t = dataclasses.replace(t, lbfgs=tuple((s, n) for (s, _), n in
                                                zip(t.lbfgs, args.lbfgs_steps, strict=True)))
+    if args.gn_steps is not None:
+        if len(args.gn_steps) != len(t.gauss_newton) or min(args.gn_steps) < 0:
+            raise ConfigError(f"--gn-steps needs {len(t.gauss_newton)} counts >= 0 (one per "
+                              f"resolution {[s for s, _ in t.gauss_newton]} ms), got "
+                              f"{args.gn_steps}")
+        gn = tuple((s, n) for (s, _), n in zip(t.gauss_newton, args.gn_steps, strict=True))
+        t = dataclasses.replace(t, gauss_newton=gn if any(n for _, n in gn) else ())
     o = cfg.ode
     if args.ode_steps is not None:
         o = dataclasses.replace(o, steps=args.ode_steps, enabled=args.ode_steps > 0)

@@ -237,6 +237,18 @@ class RateMLP(nn.Module):
         total = alpha + beta
         return alpha / total, 1.0 / total
 
+    def logit_logtau(self, V):
+        """``(logit x_inf, log tau)``, each ``V.shape + (3,)``: the smooth, unbounded
+        quantities the Gauss–Newton fit works with (see :mod:`hybridhh.fit.gauss_newton`)."""
+        V = torch.as_tensor(V, dtype=self._dtype)
+        a, b = self._outputs(V)
+        if self.parametrisation == "inf_tau":
+            tau_min = torch.full_like(b, math.log(self.tau_min))
+            return a, torch.logaddexp(tau_min, b.clamp(max=12.0))
+        log_alpha = torch.log(nn.functional.softplus(a))
+        log_beta = torch.log(nn.functional.softplus(b))
+        return log_alpha - log_beta, -torch.logaddexp(log_alpha, log_beta)
+
     def rates(self, V):
         """``(alpha, beta)`` in 1/ms, each ``V.shape + (3,)``."""
         V = torch.as_tensor(V, dtype=self._dtype)

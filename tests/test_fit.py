@@ -144,7 +144,7 @@ def test_short_fit_lowers_rate_error(tiny_recording):
     data = TraceData.from_recording(tiny_recording)
     vr = data.voltage_range()
     cfg = FitConfig(width=16, holdout=(), ode=ODEConfig(enabled=False),
-                    teacher=TeacherConfig(adam_steps=0, lbfgs=((0.0, 15),)))
+                    teacher=TeacherConfig(adam_steps=0, gauss_newton=(), lbfgs=((0.0, 15),)))
     torch.manual_seed(0)
     start = _perturbed_start(data, cfg)
     before = summarize_errors(kinetics_errors(start, HHKinetics(), *vr))
@@ -230,7 +230,9 @@ def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
     path = write_recording(tmp_path / "rec.h5", tiny_recording)
     run = tmp_path / "run"
     assert main(["fit", str(path), "--out", str(run), "--adam-steps", "20",
-                 "--lbfgs-steps", "2", "0", "0", "--ode-steps", "0", "--holdout", "-q"]) == 0
+                 "--lbfgs-steps", "2", "0", "0", "--gn-steps", "2", "0", "--ode-steps", "0",
+                 "--holdout", "-q"]) == 0
+    assert load_fit(run).config.teacher.gauss_newton == ((0.04, 2), (0.02, 0))
     assert main(["rates", str(run), "--vmin", "-100", "--vmax", "40", "--step", "0.5",
                  "--out", str(tmp_path / "rates.csv")]) == 0
     with open(tmp_path / "rates.csv") as f:
@@ -253,6 +255,8 @@ def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
     # bad options and bad inputs give one clear line and exit code 2
     assert main(["rates", str(run), "--vmin", "10", "--vmax", "0"]) == 2
     assert "--vmax" in capsys.readouterr().err
+    assert main(["fit", str(path), "--out", str(tmp_path / "r3"), "--gn-steps", "1"]) == 2
+    assert "--gn-steps needs 2 counts" in capsys.readouterr().err
     assert main(["rates", str(tmp_path / "nope")]) == 2
     assert "not a directory" in capsys.readouterr().err
     bad = tmp_path / "bad.h5"

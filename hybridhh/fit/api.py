@@ -7,6 +7,7 @@ passed for *monitoring* only (rate errors in ``metrics.jsonl``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from ..simulate import simulate
 from . import rundir
 from .config import FitConfig
 from .data import TraceData
+from .gauss_newton import NodeTable, curves, distill, levenberg_marquardt, voltage_nodes
 from .shooting import MultipleShooting
 from .teacher import TeacherForcing
 from .trainer import Phase, Trainer, make_optimizer
@@ -134,6 +136,23 @@ def _rmse(model, data: TraceData) -> float:
     return float(torch.sqrt(((V - data.V) ** 2).mean()))
 
 
+def _gauss_newton(model, train: TraceData, t, teacher, stride_of):
+    """Levenberg–Marquardt on the tabulated kinetics, then the MLP fitted to the table;
+    returns (loss at the last Gauss–Newton resolution, model state) for a select phase."""
+    nodes = voltage_nodes(train.V, t.gn_node_step)
+    with torch.no_grad():
+        table = NodeTable(nodes, curves(model, nodes))
+    tf = None
+    for step_ms, iterations in t.gauss_newton:
+        tf = teacher(stride_of(float(step_ms)))
+        levenberg_marquardt(tf, table, int(iterations), t.gn_smoothness)
+    cand = copy.deepcopy(model)
+    distill(cand, table, t.distill_iter)
+    with torch.no_grad():
+        value = float(tf.loss(cand)) if tf is not None else 0.0
+    return value, cand.state_dict()
+
+
 def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
     t = cfg.teacher
     cache: dict[int, TeacherForcing] = {}
@@ -193,13 +212,24 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
         phases.append(Phase("teacher/adam", params,
                             lambda k: teacher(stride_of(t.adam_dt)).loss(model, t.robust),
                             t.adam_steps, "adam", t.adam_lr))
+    gn = Phase("teacher/gauss-newton", params,
+               lambda k: _gauss_newton(model, train, t, teacher, stride_of), 1, "select")
+    if t.gauss_newton and (len(phases) > 0 and phases[-1].optimizer == "select"
+                           or not lbfgs):
+        phases.append(gn)  # after the multi-start (which ran the first L-BFGS resolution)
+        gn = None
     for i, (step_ms, steps) in lbfgs:
         stride, steps = stride_of(float(step_ms)), int(steps)
+        if gn is not None and t.gauss_newton and any(p.optimizer == "lbfgs" for p in phases):
+            phases.append(gn)  # after the first L-BFGS resolution
+            gn = None
         if steps:
             phases.append(Phase(f"teacher/lbfgs{i + 1}-{stride * train.dt:g}ms", params,
                                 lambda k, s=stride: teacher(s).loss(model), steps, "lbfgs", 1.0,
                                 {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history,
                                  "restart_every": t.lbfgs_restart}))
+    if gn is not None and t.gauss_newton:
+        phases.append(gn)
     if cfg.ode.enabled and cfg.ode.steps:
         for w in cfg.ode.windows:
             holder = {}

@@ -37,6 +37,12 @@ class TeacherConfig:
     ...), each outer step up to ``lbfgs_max_iter`` iterations, on the plain mean squared
     loss. Coarse steps are cheap and find the basin; the last entry should be the
     recording's own sample step (a value below it means "every sample").
+
+    ``gauss_newton`` = ((step ms, iterations), ...): after the first L-BFGS resolution,
+    Levenberg–Marquardt on the kinetics tabulated at nodes ``gn_node_step`` mV apart
+    (roughness penalty ``gn_smoothness``), then the MLP is fitted to the table
+    (``distill_iter`` L-BFGS iterations) and the remaining L-BFGS resolutions polish it
+    (see :mod:`hybridhh.fit.gauss_newton`). Empty: no Gauss–Newton stage.
     """
 
     starts: int = 3
@@ -44,7 +50,11 @@ class TeacherConfig:
     adam_lr: float = 3e-3
     adam_dt: float = 0.08
     robust: float | None = 1.0
-    lbfgs: tuple = ((0.04, 24), (0.02, 24), (0.0, 8))
+    gauss_newton: tuple = ((0.04, 6), (0.02, 6))
+    gn_node_step: float = 3.0
+    gn_smoothness: float = 1e-4
+    distill_iter: int = 600
+    lbfgs: tuple = ((0.04, 24), (0.02, 16), (0.0, 8))
     lbfgs_max_iter: int = 10
     lbfgs_history: int = 50
     lbfgs_restart: int = 0
@@ -116,7 +126,7 @@ class FitConfig:
         if t.adam_steps < 0 or t.adam_dt < 0 or t.window < 1 or t.starts < 1:
             raise ConfigError("teacher: adam_steps and adam_dt must be >= 0, window and "
                               "starts >= 1")
-        for item in t.lbfgs:
+        for item in tuple(t.lbfgs) + tuple(t.gauss_newton):
             if len(item) != 2 or float(item[0]) < 0 or int(item[1]) < 0:
                 raise ConfigError(f"teacher.lbfgs entries must be (step ms >= 0, steps >= 0), "
                                   f"got {item!r}")
@@ -153,6 +163,7 @@ class FitConfig:
     def quick(cls, **changes) -> FitConfig:
         """A tiny configuration for tests and notebooks (seconds, not a converged fit)."""
         cfg = cls(width=16, teacher=TeacherConfig(starts=1, adam_steps=300,
+                                                  gauss_newton=((0.05, 4),),
                                                   lbfgs=((0.05, 8), (0.0, 4))),
                   ode=ODEConfig(windows=(1.0,), steps=1, max_windows=32))
         return dataclasses.replace(cfg, **changes)

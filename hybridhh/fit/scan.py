@@ -22,8 +22,11 @@ def linear_scan(log_a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor) -> torch
     ----------
     log_a, b
         Shape ``[..., N]``; ``log_a <= 0`` (a decay factor), clamped at ``LOG_A_MIN``.
+        ``log_a`` may have fewer leading dimensions than ``b`` (it broadcasts): many
+        recurrences with the same decay — e.g. the sensitivities of one gate to many
+        parameters — then share its exponentials.
     x0
-        Shape ``[...]``, the state before the first step.
+        Shape ``b.shape[:-1]``, the state before the first step.
 
     Returns
     -------
@@ -39,12 +42,13 @@ def linear_scan(log_a: torch.Tensor, b: torch.Tensor, x0: torch.Tensor) -> torch
     la = log_a.reshape(*log_a.shape[:-1], C, CHUNK)
     bb = b.reshape(*b.shape[:-1], C, CHUNK)
     cum = la.cumsum(-1)  # log of a[0] ... a[k] within the chunk
+    grow, decay = torch.exp(cum), torch.exp(-cum)
     # state after step k of a chunk started from 0: sum_j exp(cum_k - cum_j) b_j
-    y = torch.exp(cum) * (bb * torch.exp(-cum)).cumsum(-1)
+    y = grow * (bb * decay).cumsum(-1)
     if C > 1:
         starts = linear_scan(cum[..., :-1, -1], y[..., :-1, -1], x0)  # [..., C]
     else:
         starts = x0[..., None]
-    x = torch.exp(cum) * starts[..., None] + y
+    x = grow * starts[..., None] + y
     x = x.reshape(*x.shape[:-2], C * CHUNK)[..., :N]
     return torch.cat([x0[..., None], x], dim=-1)
