@@ -266,3 +266,14 @@ def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
     assert "bad.h5" in err and "Traceback" not in err
     assert main(["fit", str(path), "--out", str(tmp_path / "r3"), "--adam-steps", "-1"]) == 2
     assert "--adam-steps" in capsys.readouterr().err
+
+
+def test_fit_warns_about_measurement_noise(tiny_recording):
+    """Noise on V biases the increment loss: the fit says so instead of failing silently."""
+    V = tiny_recording.voltage
+    noisy = dataclasses.replace(
+        tiny_recording, voltage=V + np.random.default_rng(0).normal(0.0, 0.5, V.shape))
+    cfg = _quick(ode=ODEConfig(enabled=False),
+                 teacher=TeacherConfig(starts=1, adam_steps=2, gauss_newton=(), lbfgs=()))
+    with pytest.warns(UserWarning, match="measurement noise on V is 0.5"):
+        fit(noisy, cfg, quiet=True)
