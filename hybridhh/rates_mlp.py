@@ -67,7 +67,7 @@ class GatePrior:
     @classmethod
     def generic(cls, V_rest: float, offset_activation: float = 15.0,
                 offset_inactivation: float = 0.0, slope: float = 8.0,
-                tau_max: float | tuple = 1.0) -> GatePrior:
+                tau_max: float | tuple = 3.0) -> GatePrior:
         """Activation gates (m, n) alike, half-open ``offset_activation`` mV above rest;
         h half-inactivated ``offset_inactivation`` mV above rest; one slope; one tau."""
         taus = (tau_max,) * 3 if isinstance(tau_max, (int, float)) else tuple(tau_max)

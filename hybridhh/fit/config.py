@@ -20,7 +20,7 @@ class PriorConfig:
     offset_activation: float = 15.0
     offset_inactivation: float = 0.0
     slope: float = 8.0
-    tau_max: float = 1.0
+    tau_max: float = 3.0
 
 
 @dataclass
