@@ -32,7 +32,7 @@ import torch
 __all__ = ["NodeTable", "curves", "distill", "levenberg_marquardt", "voltage_nodes"]
 
 
-def voltage_nodes(V: torch.Tensor, step: float = 2.0, margin: float = 2.0) -> torch.Tensor:
+def voltage_nodes(V: torch.Tensor, step: float = 3.0, margin: float = 2.0) -> torch.Tensor:
     """Uniform nodes (mV) covering the recorded voltages plus ``margin``."""
     lo = float(V.min()) - margin
     n = int(math.ceil((float(V.max()) + margin - lo) / step)) + 1
@@ -80,9 +80,8 @@ def curves(model, V: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def levenberg_marquardt(problem, table: NodeTable, iterations: int, smoothness: float = 1e-7,
-                        lam: float = 1e-3, robust: float | None = None,
-                        callback: Callable | None = None):
+def levenberg_marquardt(problem, table: NodeTable, iterations: int, smoothness: float = 1e-4,
+                        lam: float = 1e-3, callback: Callable | None = None):
     """Levenberg–Marquardt on the node values of ``table`` (updated in place).
 
     Minimises ``problem.loss(table) + smoothness * |R P|²`` (``R``: second differences of
@@ -98,21 +97,15 @@ def levenberg_marquardt(problem, table: NodeTable, iterations: int, smoothness: 
 
     def objective(P):
         p = P.reshape(-1)
-        return (float(problem.loss(NodeTable(table.nodes, P), robust))
-                + smoothness * float(p @ (RtR @ p)))
+        return float(problem.loss(NodeTable(table.nodes, P))) + smoothness * float(p @ (RtR @ p))
 
     value = objective(table.P)
     for it in range(iterations):
         r, J = problem.jacobian(table, table.nodes)
         J = J.reshape(-1, r.numel())
         p0 = table.P.reshape(-1)
-        if robust is not None:  # IRLS weights of the Cauchy loss on M r² (= r² / scale)
-            w = 1.0 / (1.0 + r.numel() * r.square() / robust**2)
-            H = (J * w) @ J.T + smoothness * RtR
-            g = J @ (w * r) + smoothness * (RtR @ p0)
-        else:
-            H = J @ J.T + smoothness * RtR
-            g = J @ r + smoothness * (RtR @ p0)
+        H = J @ J.T + smoothness * RtR
+        g = J @ r + smoothness * (RtR @ p0)
         diag = H.diagonal()
         D = torch.diag(diag.clamp(min=1e-12 * float(diag.max())))
         for _ in range(8):
