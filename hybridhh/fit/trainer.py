@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,6 +138,21 @@ class Trainer:
         if self.run_dir is not None:
             rundir.save_torch(self.run_dir / rundir.LAST, self.state())
 
+    # -- progress ------------------------------------------------------------------
+    def _bar(self, phase: Phase):
+        """A tqdm bar on a terminal; elsewhere (logs, CI) no bar but one line per phase."""
+        self._lines = not self.quiet and not sys.stderr.isatty()
+        return tqdm(total=phase.steps, initial=self.step, desc=phase.name,
+                    disable=self.quiet or self._lines, leave=False, dynamic_ncols=True)
+
+    def _phase_line(self, phase: Phase) -> None:
+        if getattr(self, "_lines", False):
+            losses = [h["loss"] for h in self.history
+                      if h["phase"] == phase.name and h.get("loss") is not None]
+            loss = f"{losses[-1]:.3e}" if losses else "n/a"
+            print(f"{phase.name}: {self.step}/{phase.steps} steps, loss {loss}, "
+                  f"{self.elapsed:.1f} s", file=sys.stderr, flush=True)
+
     # -- the loop ------------------------------------------------------------------
     def run(self) -> list[dict]:
         t_start = time.perf_counter() - self.elapsed
@@ -146,6 +162,8 @@ class Trainer:
                 self.phase_index, self.step, self.lr_scale = pi, 0, 1.0
                 self._opt_state = None
             self._run_phase(phase, t_start)
+            self.elapsed = time.perf_counter() - t_start
+            self._phase_line(phase)
             self.snapshots[phase.name] = copy.deepcopy(self.model.state_dict())
             self._opt, self._opt_state = None, None
             if self.run_dir is not None:
@@ -158,8 +176,7 @@ class Trainer:
     def _run_select(self, phase: Phase, t_start: float):
         if self.step == 0:
             self.best_loss = math.inf
-        bar = tqdm(total=phase.steps, initial=self.step, desc=phase.name, disable=self.quiet,
-                   leave=False, dynamic_ncols=True)
+        bar = self._bar(phase)
         while self.step < phase.steps:
             value, state = phase.loss(self.step)
             if math.isfinite(value) and value < self.best_loss:
@@ -192,8 +209,7 @@ class Trainer:
         self._opt = opt
         good = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()))
         failures = 0  # consecutive non-finite steps
-        bar = tqdm(total=phase.steps, initial=self.step, desc=phase.name, disable=self.quiet,
-                   leave=False, dynamic_ncols=True)
+        bar = self._bar(phase)
         last_loss = math.nan
         while self.step < phase.steps:
             k = self.step
