@@ -33,6 +33,16 @@ def _fit_arguments(p):
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def _counts(option: str, counts: list[int], entries: tuple) -> tuple:
+    """``entries`` ((step ms, count), ...) with the counts given on the command line."""
+    from .errors import ConfigError
+
+    if len(counts) != len(entries) or min(counts) < 0:
+        raise ConfigError(f"{option} needs {len(entries)} counts >= 0 (one per resolution "
+                          f"{[s for s, _ in entries]} ms), got {counts}")
+    return tuple((s, n) for (s, _), n in zip(entries, counts, strict=True))
+
+
 def _config_from_args(args):
     import dataclasses
     import json
@@ -60,17 +70,9 @@ def _config_from_args(args):
     if args.adam_steps is not None:
         t = dataclasses.replace(t, adam_steps=args.adam_steps)
     if args.lbfgs_steps is not None:
-        if len(args.lbfgs_steps) != len(t.lbfgs) or min(args.lbfgs_steps) < 0:
-            raise ConfigError(f"--lbfgs-steps needs {len(t.lbfgs)} counts >= 0 (one per "
-                              f"resolution {[s for s, _ in t.lbfgs]} ms), got {args.lbfgs_steps}")
-        t = dataclasses.replace(t, lbfgs=tuple((s, n) for (s, _), n in
-                                               zip(t.lbfgs, args.lbfgs_steps, strict=True)))
+        t = dataclasses.replace(t, lbfgs=_counts("--lbfgs-steps", args.lbfgs_steps, t.lbfgs))
     if args.gn_steps is not None:
-        if len(args.gn_steps) != len(t.gauss_newton) or min(args.gn_steps) < 0:
-            raise ConfigError(f"--gn-steps needs {len(t.gauss_newton)} counts >= 0 (one per "
-                              f"resolution {[s for s, _ in t.gauss_newton]} ms), got "
-                              f"{args.gn_steps}")
-        gn = tuple((s, n) for (s, _), n in zip(t.gauss_newton, args.gn_steps, strict=True))
+        gn = _counts("--gn-steps", args.gn_steps, t.gauss_newton)
         t = dataclasses.replace(t, gauss_newton=gn if any(n for _, n in gn) else ())
     o = cfg.ode
     if args.ode_steps is not None:

@@ -146,15 +146,13 @@ def _gauss_newton(model, train: TraceData, t, teacher, stride_of):
     nodes = voltage_nodes(train.V, t.gn_node_step)
     with torch.no_grad():
         table = NodeTable(nodes, curves(model, nodes))
-    tf = None
-    for step_ms, iterations in t.gauss_newton:
+    for step_ms, iterations in t.gauss_newton:  # non-empty: the phase exists only then
         tf = teacher(stride_of(float(step_ms)))
         levenberg_marquardt(tf, table, int(iterations), t.gn_smoothness)
     cand = copy.deepcopy(model)
     distill(cand, table, t.distill_iter)
     with torch.no_grad():
-        value = float(tf.loss(cand)) if tf is not None else 0.0
-    return value, cand.state_dict()
+        return float(tf.loss(cand)), cand.state_dict()
 
 
 def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
@@ -216,24 +214,21 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
         phases.append(Phase("teacher/adam", params,
                             lambda k: teacher(stride_of(t.adam_dt)).loss(model, t.robust),
                             t.adam_steps, "adam", t.adam_lr))
-    gn = Phase("teacher/gauss-newton", params,
-               lambda k: _gauss_newton(model, train, t, teacher, stride_of), 1, "select")
-    if t.gauss_newton and (len(phases) > 0 and phases[-1].optimizer == "select"
-                           or not lbfgs):
-        phases.append(gn)  # after the multi-start (which ran the first L-BFGS resolution)
-        gn = None
     for i, (step_ms, steps) in lbfgs:
         stride, steps = stride_of(float(step_ms)), int(steps)
-        if gn is not None and t.gauss_newton and any(p.optimizer == "lbfgs" for p in phases):
-            phases.append(gn)  # after the first L-BFGS resolution
-            gn = None
         if steps:
             phases.append(Phase(f"teacher/lbfgs{i + 1}-{stride * train.dt:g}ms", params,
                                 lambda k, s=stride: teacher(s).loss(model), steps, "lbfgs", 1.0,
                                 {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history,
                                  "restart_every": t.lbfgs_restart}))
-    if gn is not None and t.gauss_newton:
-        phases.append(gn)
+    if t.gauss_newton:
+        # right after the phase that ran the first L-BFGS resolution (the multi-start, or
+        # the first L-BFGS phase), else after the last teacher phase
+        at = next((i for i, p in enumerate(phases) if p.optimizer in ("select", "lbfgs")),
+                  len(phases) - 1)
+        phases.insert(at + 1, Phase(
+            "teacher/gauss-newton", params,
+            lambda k: _gauss_newton(model, train, t, teacher, stride_of), 1, "select"))
     if cfg.ode.enabled and cfg.ode.steps:
         for w in cfg.ode.windows:
             holder = {}

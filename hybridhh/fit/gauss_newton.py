@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 import torch
 
+from .teacher import grid_weights
+
 __all__ = ["NodeTable", "curves", "distill", "levenberg_marquardt", "voltage_nodes"]
 
 
@@ -50,9 +52,7 @@ class NodeTable:
 
     def logit_logtau(self, V):
         V = torch.as_tensor(V, dtype=self.P.dtype)
-        s = ((V - float(self.nodes[0])) / self.step).clamp(0.0, len(self.nodes) - 1 - 1e-9)
-        j = s.floor().long()
-        w = s - j
+        j, w = grid_weights(V, float(self.nodes[0]), self.step, len(self.nodes))
         out = self.P[:, j] * (1 - w) + self.P[:, j + 1] * w  # [6, *V.shape]
         return out[:3].movedim(0, -1), out[3:].movedim(0, -1)
 
@@ -133,7 +133,7 @@ def distill(model, table: NodeTable, iterations: int = 400, points: int = 4) -> 
     V = torch.linspace(float(table.nodes[0]), float(table.nodes[-1]), points * (N - 1) + 1,
                        dtype=table.P.dtype)
     with torch.no_grad():
-        goal = torch.cat([c.T for c in table.logit_logtau(V)], 0)
+        goal = curves(table, V)
     params = list(model.parameters())
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=50,
                             line_search_fn="strong_wolfe", tolerance_grad=0.0,

@@ -25,6 +25,14 @@ from .data import TraceData
 from .scan import linear_scan
 
 
+def grid_weights(V: torch.Tensor, start: float, step: float, n: int):
+    """Linear-interpolation weights of ``V`` on the uniform grid ``start + step * k``,
+    ``k < n`` (clamped to the ends): node index ``j`` and weight ``w`` of node ``j + 1``."""
+    s = ((V - start) / step).clamp(0.0, n - 1 - 1e-9)
+    j = s.floor().long()
+    return j, s - j
+
+
 class TeacherForcing:
     """The teacher-forcing loss of a :class:`~hybridhh.rates_mlp.RateMLP` on fixed data.
 
@@ -64,9 +72,8 @@ class TeacherForcing:
         self._Imid = Itrap.reshape(B, T - 1, self.stride).mean(-1)
 
     def _weights(self, V):
-        s = ((V - self.vmin) / self.grid_step).clamp(0.0, self.n_grid - 1 - 1e-9)
-        k = s.floor().long()
-        return k.reshape(-1), (s - k).reshape(-1), tuple(V.shape)
+        k, w = grid_weights(V, self.vmin, self.grid_step, self.n_grid)
+        return k.reshape(-1), w.reshape(-1), tuple(V.shape)
 
     @staticmethod
     def _lookup(table, weights):
@@ -104,7 +111,11 @@ class TeacherForcing:
 
     def residual(self, model):
         """Predicted minus recorded V increments (mV), ``[B, T - w]``."""
-        I_ion = self.current(self.gates(model))
+        return self._residual(self.gates(model))
+
+    def _residual(self, x):
+        """The residual for gates ``x [3, B, T]`` along the recorded V."""
+        I_ion = self.current(x)
         F = self.dt / self.data.bio.C_m * (self._Imid - 0.5 * (I_ion[:, 1:] + I_ion[:, :-1]))
         return self._increments(F) - self.observed
 
@@ -137,15 +148,11 @@ class TeacherForcing:
         log_a, b, xi, tau_s = cols[:3], cols[3:6], cols[6:9], cols[9:]
         x0 = self._lookup(x_inf.T, self._start)  # [3, B]
         x = linear_scan(log_a, b, x0)  # [3, B, T]
-        I_ion = self.current(x)
-        F = dt / bio.C_m * (self._Imid - 0.5 * (I_ion[:, 1:] + I_ion[:, :-1]))
         norm = 1.0 / (self.scale * self.observed.numel()) ** 0.5
-        r = ((self._increments(F) - self.observed) * norm).reshape(-1)
+        r = (self._residual(x) * norm).reshape(-1)
 
         def hats(Vq):  # node index and weight of the hat functions at Vq
-            s = ((Vq - float(nodes[0])) / step).clamp(0.0, N - 1 - 1e-9)
-            j = s.floor().long()
-            return j, s - j
+            return grid_weights(Vq, float(nodes[0]), step, N)
 
         def spread(c, j, w):  # c [...] -> [N, ...], c split onto nodes j, j+1
             out = torch.zeros((N,) + tuple(c.shape), dtype=c.dtype)

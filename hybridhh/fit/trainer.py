@@ -91,6 +91,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_every = checkpoint_every
         self.quiet = quiet
+        #: no bar but one line per phase where stderr is not a terminal (logs, CI)
+        self._lines = not quiet and not sys.stderr.isatty()
         self.monitor = monitor
         self.monitor_every = monitor_every
         self.phase_index = 0
@@ -141,12 +143,17 @@ class Trainer:
     # -- progress ------------------------------------------------------------------
     def _bar(self, phase: Phase):
         """A tqdm bar on a terminal; elsewhere (logs, CI) no bar but one line per phase."""
-        self._lines = not self.quiet and not sys.stderr.isatty()
         return tqdm(total=phase.steps, initial=self.step, desc=phase.name,
                     disable=self.quiet or self._lines, leave=False, dynamic_ncols=True)
 
+    def _record(self, rec: dict) -> None:
+        """One step's record: into the history and ``metrics.jsonl``."""
+        self.history.append(rec)
+        if self.run_dir is not None:
+            rundir.append_metrics(self.run_dir, rec)
+
     def _phase_line(self, phase: Phase) -> None:
-        if getattr(self, "_lines", False):
+        if self._lines:
             losses = [h["loss"] for h in self.history
                       if h["phase"] == phase.name and h.get("loss") is not None]
             loss = f"{losses[-1]:.3e}" if losses else "n/a"
@@ -188,9 +195,7 @@ class Trainer:
                    "best": self.best_loss, "elapsed": round(self.elapsed, 3)}
             if self.monitor is not None:
                 rec.update(self.monitor(self.model))
-            self.history.append(rec)
-            if self.run_dir is not None:
-                rundir.append_metrics(self.run_dir, rec)
+            self._record(rec)
             bar.set_postfix(loss=f"{value:.3e}", best=f"{self.best_loss:.3e}")
             bar.update(1)
             self._save_last()
@@ -242,9 +247,7 @@ class Trainer:
                     rec = {"phase": phase.name, "step": self.step, "loss": None,
                            "skipped": f"{failures} consecutive non-finite steps",
                            "elapsed": round(time.perf_counter() - t_start, 3)}
-                    self.history.append(rec)
-                    if self.run_dir is not None:
-                        rundir.append_metrics(self.run_dir, rec)
+                    self._record(rec)
                     if not self.quiet:
                         tqdm.write(f"warning: {phase.name}: {failures} consecutive "
                                    "non-finite steps; phase ended early, model kept")
@@ -265,9 +268,7 @@ class Trainer:
             if self.monitor is not None and (self.step % self.monitor_every == 0
                                              or self.step == phase.steps):
                 rec.update(self.monitor(model))
-            self.history.append(rec)
-            if self.run_dir is not None:
-                rundir.append_metrics(self.run_dir, rec)
+            self._record(rec)
             bar.set_postfix(loss=f"{loss_value:.3e}", t=f"{self.elapsed:.0f}s")
             bar.update(1)
             if self.step % self.checkpoint_every == 0:
