@@ -5,13 +5,16 @@ dt 0.01 ms, RK4), fits it with the default FitConfig for several seeds, and meas
 the visited voltage range (1st–99th percentile): per-gate tau median / p90 relative error,
 x_inf max absolute error, alpha/beta median relative error, free-running V RMSE on a
 held-out stimulus (new noise seed), and wall time. Optional cases: 1 mV measurement
-noise, the alpha_beta parametrisation, perturbed priors.
+noise, the alpha_beta parametrisation, perturbed priors, and recordings made elsewhere or
+under other conditions with the same default FitConfig (``elsewhere``: NEURON's ``hh`` as
+the simulator, 18.5 °C, the 1952 voltage convention).
 
 Prints a table and writes ``benchmarks/results/fit.json``::
 
     python benchmarks/fit.py                 # 5 seeds + noise + parametrisation + priors
     python benchmarks/fit.py --quick         # 1 seed, short
     python benchmarks/fit.py --cases seeds   # only some cases
+    python benchmarks/fit.py --cases elsewhere --out benchmarks/results/fit_elsewhere.json
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from hybridhh.errors import SimulationError  # noqa: E402
 from hybridhh.fit import FitConfig, fit, free_run  # noqa: E402
 from hybridhh.fit.config import PriorConfig  # noqa: E402
 from hybridhh.fit.data import TraceData  # noqa: E402
-from hybridhh.kinetics import HHKinetics  # noqa: E402
+from hybridhh.kinetics import HHKinetics, convention_offset  # noqa: E402
 from hybridhh.metrics import TARGETS, kinetics_errors, meets_targets, summarize_errors  # noqa: E402
 from hybridhh.protocols import Stimulus, default_protocols, ou_noise, time_grid  # noqa: E402
 from hybridhh.recording import simulate_recording  # noqa: E402
@@ -42,14 +45,34 @@ from hybridhh.recording import simulate_recording  # noqa: E402
 OUT = Path(__file__).parent / "results" / "fit.json"
 
 
-def make_data(noise: float = 0.0, seed: int = 0, duration: float = 100.0, dt: float = 0.01):
+def make_data(noise: float = 0.0, seed: int = 0, duration: float = 100.0, dt: float = 0.01,
+              convention: str = "modern", temperature: float = 6.3,
+              simulator: str = "rk4", neuron_substeps: int = 1):
+    """Training recording (default protocols) and a held-out one (new OU noise stimuli).
+
+    ``simulator``: an integrator name of :func:`hybridhh.simulate.simulate`, or
+    ``"neuron_hh"``: NEURON's own ``hh`` (exact rates, fixed step ``dt / neuron_substeps``,
+    recorded every ``dt``). The held-out recording is always made with RK4.
+    """
     t = time_grid(duration, dt)
-    bio = Biophysics.standard("modern")
-    train = simulate_recording(default_protocols(t, seed=seed), bio, method="rk4",
-                               noise_sigma=noise, seed=seed, source="benchmarks/fit.py")
+    bio = Biophysics.standard(convention, temperature=temperature)
+    kin = HHKinetics(convention, temperature=temperature)
+    stim = default_protocols(t, seed=seed)
+    if simulator == "neuron_hh":
+        from hybridhh.neuron_reference import simulate_neuron
+        from hybridhh.recording import Recording
+        V = simulate_neuron(stim, bio, dt=dt / neuron_substeps, convention=convention)
+        rng = np.random.default_rng(seed)
+        V = V + noise * rng.standard_normal(V.shape) if noise else V
+        train = Recording(stim.time, V, stim.current, stim.names, bio,
+                          source="benchmarks/fit.py via NEURON hh")
+    else:
+        train = simulate_recording(stim, bio, kin, method=simulator, noise_sigma=noise,
+                                   seed=seed, source="benchmarks/fit.py")
     test_stim = Stimulus.concat([ou_noise(t, 4.0, 8.0, 3.0, seed=seed + 7, n=2),
                                  ou_noise(t, 0.0, 12.0, 2.0, seed=seed + 11, n=2)])
-    test = simulate_recording(test_stim, bio, method="rk4", source="benchmarks/fit.py held-out")
+    test = simulate_recording(test_stim, bio, kin, method="rk4",
+                              source="benchmarks/fit.py held-out")
     return train, test
 
 
@@ -69,8 +92,10 @@ def evaluate(res, test, truth):
     rmse = float(np.sqrt(np.mean((V - test.voltage) ** 2)))
     if not np.isfinite(rmse):
         rmse = float("inf")
-    n_model = sum(len(spike_times(v, td.dt)) for v in V)
-    n_true = sum(len(spike_times(v, td.dt)) for v in test.voltage)
+    # spikes: upward crossings of 0 mV in the modern convention (65 mV in the 1952 one)
+    thr = -convention_offset(getattr(truth, "convention", "modern"))
+    n_model = sum(len(spike_times(v, td.dt, thr)) for v in V)
+    n_true = sum(len(spike_times(v, td.dt, thr)) for v in test.voltage)
     return {"errors": errs, "summary": summarize_errors(errs), "meets_targets":
             meets_targets(errs), "heldout_rmse": rmse, "spikes_model": n_model,
             "spikes_true": n_true}
@@ -98,7 +123,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--extra-seeds", type=int, default=1,
                     help="seeds of the noise and alpha_beta cases")
-    ap.add_argument("--cases", nargs="*", default=["seeds", "noise", "alpha_beta", "priors"])
+    ap.add_argument("--cases", nargs="*",
+                    default=["seeds", "noise", "alpha_beta", "priors", "elsewhere"])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
@@ -147,6 +173,18 @@ def main(argv=None):
                                             slope=12.0, tau_max=3.0)]):
             rows.append(run_case(f"prior {i + 1}", train, test, FitConfig(seed=0, prior=pc),
                                  truth))
+            save()
+    if "elsewhere" in args.cases:
+        # recordings from other sources and conditions, same default FitConfig, no changes
+        for name, kw in [("NEURON hh", {"simulator": "neuron_hh"}),
+                         ("NEURON hh dt/10", {"simulator": "neuron_hh", "neuron_substeps": 10}),
+                         ("18.5 degC", {"temperature": 18.5}),
+                         ("hh1952", {"convention": "hh1952"})]:
+            etrain, etest = make_data(**kw)
+            etruth = HHKinetics(kw.get("convention", "modern"),
+                                temperature=kw.get("temperature", 6.3))
+            rows.append(run_case(name, etrain, etest, FitConfig(seed=0), etruth))
+            rows[-1]["data"] = kw
             save()
     save()
     print(f"wrote {args.out}")

@@ -17,10 +17,10 @@ def _fit_arguments(p):
                    help="teacher-forcing Adam steps (default 600)")
     p.add_argument("--lbfgs-steps", type=int, nargs="+", metavar="N", default=None,
                    help="L-BFGS outer steps of each teacher-forcing resolution "
-                        "(default 24 16 8: 0.04 ms, 0.02 ms, every sample)")
+                        "(default 24: 0.04 ms, before the Gauss-Newton stage)")
     p.add_argument("--gn-steps", type=int, nargs="+", metavar="N", default=None,
-                   help="Gauss-Newton iterations of each resolution (default 6 6: 0.04 ms, "
-                        "0.02 ms; all 0 skips the stage)")
+                   help="Gauss-Newton iterations of each resolution (default 16 28: "
+                        "0.04 ms, 0.02 ms; all 0 skips the stage)")
     p.add_argument("--ode-steps", type=int, default=None,
                    help="neural-ODE L-BFGS steps per window length (default 3; 0 disables)")
     p.add_argument("--holdout", nargs="*", default=None, metavar="TRACE",

@@ -35,14 +35,19 @@ class TeacherConfig:
     ms, with a Cauchy loss of scale ``robust`` (bounded pull of far-off samples from a
     generic start); then L-BFGS (strong Wolfe) for ``lbfgs`` = ((step ms, outer steps),
     ...), each outer step up to ``lbfgs_max_iter`` iterations, on the plain mean squared
-    loss. Coarse steps are cheap and find the basin; the last entry should be the
-    recording's own sample step (a value below it means "every sample").
+    loss. Coarse steps are cheap and find the basin; a value below the recording's own
+    sample step means "every sample". Entries after the first run after the Gauss–Newton
+    stage, on the MLP (by default there are none: measured, the polish on the MLP did
+    not help once the Gauss–Newton stage runs long enough; see below).
 
     ``gauss_newton`` = ((step ms, iterations), ...): after the first L-BFGS resolution,
     Levenberg–Marquardt on the kinetics tabulated at nodes ``gn_node_step`` mV apart
     (roughness penalty ``gn_smoothness``), then the MLP is fitted to the table
     (``distill_iter`` L-BFGS iterations) and the remaining L-BFGS resolutions polish it
-    (see :mod:`hybridhh.fit.gauss_newton`). Empty: no Gauss–Newton stage.
+    (see :mod:`hybridhh.fit.gauss_newton`). Empty: no Gauss–Newton stage. The valley the
+    stage walks is curved, so LM gains a few per cent of the remaining error per
+    iteration: measured on the default set (fit seed 2), n's tau median error went
+    7.3 → 5.9 → 4.0 → 2.8 % after 8, 20 and 40 iterations at 0.02 ms (about 1 s each).
     """
 
     starts: int = 3
@@ -50,11 +55,11 @@ class TeacherConfig:
     adam_lr: float = 3e-3
     adam_dt: float = 0.08
     robust: float | None = 1.0
-    gauss_newton: tuple = ((0.04, 6), (0.02, 6))
+    gauss_newton: tuple = ((0.04, 16), (0.02, 28))
     gn_node_step: float = 3.0
     gn_smoothness: float = 1e-4
     distill_iter: int = 600
-    lbfgs: tuple = ((0.04, 24), (0.02, 16), (0.0, 8))
+    lbfgs: tuple = ((0.04, 24),)
     lbfgs_max_iter: int = 10
     lbfgs_history: int = 50
     lbfgs_restart: int = 0
