@@ -43,6 +43,7 @@ lint: install
 bench: install
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/fit.py
+	$(PY) benchmarks/noise_bias.py
 
 notebooks: install
 	$(NBTEST)
