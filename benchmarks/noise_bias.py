@@ -43,6 +43,7 @@ from fit import make_data  # noqa: E402
 
 from hybridhh.fit.data import TraceData  # noqa: E402
 from hybridhh.fit.gauss_newton import NodeTable, levenberg_marquardt, voltage_nodes  # noqa: E402
+from hybridhh.fit.shooting import MultipleShooting  # noqa: E402
 from hybridhh.fit.teacher import TeacherForcing  # noqa: E402
 from hybridhh.kinetics import HHKinetics  # noqa: E402
 from hybridhh.metrics import kinetics_errors  # noqa: E402
@@ -53,18 +54,19 @@ OUT = Path(__file__).parent / "results" / "noise_bias.json"
 
 class Shooting:
     """Multiple-shooting V loss with the interface :func:`levenberg_marquardt` expects
-    (``loss(kinetics)``, ``jacobian(table, nodes) -> (r, J [6, N, M])``)."""
+    (``loss(kinetics)``, ``jacobian(table, nodes) -> (r, J [6, N, M])``).
+
+    Windows are those of :class:`~hybridhh.fit.shooting.MultipleShooting`; the integration
+    is a plain RK4 loop instead of ``odeint`` so that ``torch.func.jacfwd`` can run
+    through it."""
 
     def __init__(self, data: TraceData, smooth: TraceData, window: float = 3.0,
                  stride: int = 4, max_windows: int = 256, seed: int = 0):
-        B, T = data.V.shape
-        self.n = int(round(window / (data.dt * stride)))
+        self.teacher = TeacherForcing(smooth, stride=1)
+        ms = MultipleShooting(data, window, self.teacher, max_windows, stride=stride)
+        self.n = ms.n
         span = self.n * stride
-        bb, ss = torch.meshgrid(torch.arange(B), torch.arange(0, T - span, span), indexing="ij")
-        w = torch.stack([bb.reshape(-1), ss.reshape(-1)], 1)
-        if len(w) > max_windows:
-            g = torch.Generator().manual_seed(seed)
-            w = w[torch.randperm(len(w), generator=g)[:max_windows].sort().values]
+        w = ms.select(torch.Generator().manual_seed(seed))
         self.b, self.s = w[:, 0], w[:, 1]
         cols = self.s[:, None] + torch.arange(0, span + 1)[None, :]
         self.V_obs = data.V[self.b[:, None], cols[:, ::stride]][:, 1:]
@@ -73,7 +75,6 @@ class Shooting:
         self.Ih = I[:, stride // 2:-1:stride] if stride % 2 == 0 else 0.5 * (self.I0 + self.I1)
         self.h, self.bio = data.dt * stride, data.bio
         self.V0 = smooth.V[self.b, self.s]
-        self.teacher = TeacherForcing(smooth, stride=1)
         self.norm = 1.0 / math.sqrt(self.V_obs.numel())
 
     def start_gates(self, kin):
