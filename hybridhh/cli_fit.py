@@ -19,8 +19,9 @@ def _fit_arguments(p):
                    help="L-BFGS outer steps of each teacher-forcing resolution "
                         "(default 24: 0.04 ms, before the Gauss-Newton stage)")
     p.add_argument("--gn-steps", type=int, nargs="+", metavar="N", default=None,
-                   help="Gauss-Newton iterations of each resolution (default 16 28: "
-                        "0.04 ms, 0.02 ms; all 0 skips the stage)")
+                   help="most Gauss-Newton iterations of each resolution (default 40: "
+                        "adaptive steps up to 0.04 ms; it stops earlier once converged; "
+                        "all 0 skips the stage)")
     p.add_argument("--ode-steps", type=int, default=None,
                    help="neural-ODE L-BFGS steps per window length (default 3; 0 disables)")
     p.add_argument("--holdout", nargs="*", default=None, metavar="TRACE",

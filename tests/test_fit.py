@@ -193,7 +193,10 @@ def test_nan_rolls_back_and_keeps_going(tiny_recording, monkeypatch):
         return out * float("nan") if calls["n"] in (5, 6) else out
 
     monkeypatch.setattr(TeacherForcing, "loss", sometimes_nan)
-    res = fit(tiny_recording, _quick(), quiet=True)
+    # teacher forcing only: the NaNs are injected there (a rough tiny-fit model may also
+    # have a diverging free run, which ends the ODE phase early: a different path)
+    res = fit(tiny_recording, _quick(ode=ODEConfig(enabled=False)), quiet=True)
+    assert calls["n"] > 6
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
     assert all(np.isfinite(h["loss"]) for h in res.history)
 
@@ -230,9 +233,9 @@ def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
     path = write_recording(tmp_path / "rec.h5", tiny_recording)
     run = tmp_path / "run"
     assert main(["fit", str(path), "--out", str(run), "--adam-steps", "20",
-                 "--lbfgs-steps", "2", "--gn-steps", "2", "0", "--ode-steps", "0",
+                 "--lbfgs-steps", "2", "--gn-steps", "2", "--ode-steps", "0",
                  "--holdout", "-q"]) == 0
-    assert load_fit(run).config.teacher.gauss_newton == ((0.04, 2), (0.02, 0))
+    assert load_fit(run).config.teacher.gauss_newton == ((0.04, 2),)
     assert main(["rates", str(run), "--vmin", "-100", "--vmax", "40", "--step", "0.5",
                  "--out", str(tmp_path / "rates.csv")]) == 0
     with open(tmp_path / "rates.csv") as f:
@@ -255,8 +258,8 @@ def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
     # bad options and bad inputs give one clear line and exit code 2
     assert main(["rates", str(run), "--vmin", "10", "--vmax", "0"]) == 2
     assert "--vmax" in capsys.readouterr().err
-    assert main(["fit", str(path), "--out", str(tmp_path / "r3"), "--gn-steps", "1"]) == 2
-    assert "--gn-steps needs 2 counts" in capsys.readouterr().err
+    assert main(["fit", str(path), "--out", str(tmp_path / "r3"), "--gn-steps", "1", "2"]) == 2
+    assert "--gn-steps needs 1 counts" in capsys.readouterr().err
     assert main(["rates", str(tmp_path / "nope")]) == 2
     assert "not a directory" in capsys.readouterr().err
     bad = tmp_path / "bad.h5"

@@ -6,18 +6,14 @@ import pytest
 import torch
 
 from hybridhh.biophysics import Biophysics
-from hybridhh.fit.api import build_model
-from hybridhh.fit.config import FitConfig
 from hybridhh.fit.data import TraceData
 from hybridhh.fit.gauss_newton import (
     NodeTable,
-    curves,
-    distill,
     levenberg_marquardt,
     second_difference,
     voltage_nodes,
 )
-from hybridhh.fit.teacher import TeacherForcing
+from hybridhh.fit.teacher import TeacherForcing, adaptive_samples
 from hybridhh.kinetics import HHKinetics
 from hybridhh.metrics import kinetics_errors, summarize_errors
 from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid
@@ -58,10 +54,36 @@ def test_second_difference_annihilates_lines():
     assert float((D @ x**2).abs().min()) == 2.0
 
 
-@pytest.mark.parametrize("window", [1, 4])
-def test_jacobian_matches_autograd(data, window):
+def test_adaptive_samples_bound_the_step_and_the_voltage_travelled(data):
+    """Steps of at most ``max_stride`` samples, each travelling at most ``dv`` mV plus one
+    sample's change; first and last sample kept; padding repeats the last index."""
+    dv, max_stride = 1.0, 8
+    idx = adaptive_samples(data.V, dv, max_stride)
+    T = data.V.shape[1]
+    dV = (data.V[:, 1:] - data.V[:, :-1]).abs()
+    path = torch.nn.functional.pad(dV.cumsum(-1), (1, 0))
+    for b in range(data.V.shape[0]):
+        k = torch.unique_consecutive(idx[b])
+        assert int(k[0]) == 0 and int(k[-1]) == T - 1
+        assert int((k[1:] - k[:-1]).max()) <= max_stride
+        travelled = path[b, k[1:]] - path[b, k[:-1]]
+        assert bool((travelled <= dv + dV[b].max() + 1e-12).all())
+        assert bool((idx[b, len(k):] == T - 1).all())
+    assert idx.shape[1] < T / 2  # the point: far fewer steps than samples
+
+
+def test_adaptive_steps_are_more_accurate_than_uniform_ones(data):
+    """At the same longest step (0.1 ms), adaptive steps bring the loss of the true
+    kinetics (its discretisation floor) far down: measured 5.1e-5 vs 3.7e-3."""
+    uniform = float(TeacherForcing(data, stride=4).loss(HHKinetics()))
+    adaptive = float(TeacherForcing(data, stride=4, adaptive=1.0).loss(HHKinetics()))
+    assert adaptive < 0.1 * uniform
+
+
+@pytest.mark.parametrize("window, adaptive", [(1, None), (4, None), (1, 1.0)])
+def test_jacobian_matches_autograd(data, window, adaptive):
     """The scan-based Jacobian agrees with forward-mode autograd of the residual."""
-    tf = TeacherForcing(data, window=window, stride=2)
+    tf = TeacherForcing(data, window=window, stride=2, adaptive=adaptive)
     nodes = voltage_nodes(data.V, 2.0)
     table = _truth_table(nodes)
     table.P = table.P + 0.2 * torch.randn(table.P.shape, dtype=torch.float64,
@@ -71,8 +93,7 @@ def test_jacobian_matches_autograd(data, window):
     d = torch.randn(table.P.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
 
     def residual(P):
-        norm = (tf.scale * tf.observed.numel()) ** -0.5
-        return (tf.residual(NodeTable(nodes, P)) * norm).reshape(-1)
+        return tf.normalised_residual(NodeTable(nodes, P))
 
     _, jvp = torch.func.jvp(residual, (table.P,), (d,))
     ours = torch.einsum("gnm,gn->m", J, d)
@@ -82,34 +103,65 @@ def test_jacobian_matches_autograd(data, window):
 
 def test_levenberg_marquardt_recovers_the_rates(data):
     """From tables 0.5 off in logit x_inf and 40 % off in tau, 20 LM iterations lower the
-    worst-gate tau median error at least 4-fold (measured: 6 %; the start is above 30 %;
-    at this coarse dt the teacher-forcing optimum itself is ~2 % off the truth)."""
+    worst-gate tau median error from above 30 % at least 8-fold with geodesic
+    acceleration (measured 3.7 %; at this coarse dt the teacher-forcing optimum itself
+    is ~2 % off the truth) and at least 4-fold without (measured 5.8 %), monotonically;
+    the accelerated run ends lower."""
     tf = TeacherForcing(data, stride=1)
     nodes = voltage_nodes(data.V, 2.0)
-    table = _truth_table(nodes)
     shift = torch.tensor([0.5, -0.5, 0.5, 0.336, 0.336, 0.336], dtype=torch.float64)  # e^.336=1.4
-    table.P = table.P + shift[:, None]
     vr = data.voltage_range()
-    before = summarize_errors(kinetics_errors(table, HHKinetics(), *vr))
+    out = {}
+    for geodesic, factor in ((0.75, 8), (None, 4)):
+        table = _truth_table(nodes)
+        table.P = table.P + shift[:, None]
+        before = summarize_errors(kinetics_errors(table, HHKinetics(), *vr))
+        seen: list[float] = []
+        value, _ = levenberg_marquardt(tf, table, 20, smoothness=1e-4, geodesic=geodesic,
+                                       callback=lambda i, v, lam, seen=seen: seen.append(v))
+        after = summarize_errors(kinetics_errors(table, HHKinetics(), *vr))
+        assert before["tau_median"] > 0.3
+        assert after["tau_median"] < before["tau_median"] / factor
+        assert all(b <= a for a, b in zip(seen, seen[1:], strict=False))  # monotone
+        out[geodesic] = value
+    assert out[0.75] < out[None]
+
+
+class _Rosenbrock:
+    """``r = (10 (P[1] - P[0]²), 1 - P[0])`` on every node: a curved valley with its
+    minimum, zero, at P[0] = P[1] = 1 (the other four curves are inert)."""
+
+    def normalised_residual(self, table):
+        P = table.P
+        return torch.cat([10 * (P[1] - P[0] ** 2), 1 - P[0], 1e-3 * P[2:].reshape(-1)])
+
+    def loss(self, table):
+        return self.normalised_residual(table).square().sum()
+
+    def jacobian(self, table, nodes):
+        P, N = table.P, table.P.shape[1]
+        r = self.normalised_residual(table)
+        J = torch.zeros(6, N, r.numel(), dtype=P.dtype)
+        i = torch.arange(N)
+        J[0, i, i], J[1, i, i] = -20 * P[0], 10.0
+        J[0, i, N + i] = -1.0
+        for g in range(2, 6):
+            J[g, i, 2 * N + (g - 2) * N + i] = 1e-3
+        return r, J
+
+
+@pytest.mark.parametrize("geodesic", [None, 0.75])
+def test_levenberg_marquardt_solves_the_rosenbrock_valley(geodesic):
+    """Plain and accelerated LM reach the exact minimum of the curved valley from the
+    classic start (-1.2, 1) (measured: 21 and 24 iterations)."""
+    nodes = torch.arange(4, dtype=torch.float64)
+    P = torch.zeros(6, 4, dtype=torch.float64)
+    P[0], P[1] = -1.2, 1.0
+    table = NodeTable(nodes, P)
     seen = []
-    value, _ = levenberg_marquardt(tf, table, 20, smoothness=1e-4,
-                                   callback=lambda i, v, lam: seen.append(v))
-    after = summarize_errors(kinetics_errors(table, HHKinetics(), *vr))
-    assert before["tau_median"] > 0.3
-    assert after["tau_median"] < before["tau_median"] / 4
-    assert all(b <= a for a, b in zip(seen, seen[1:], strict=False))  # monotone
-    assert value == seen[-1]
-
-
-def test_distill_fits_the_mlp_to_a_table(data):
-    """The MLP fitted to the true curves matches them to 0.03 RMS in logit/log-tau and the
-    tau error of the result is below 3 % over the visited range."""
-    model = build_model(data, FitConfig(width=32))
-    nodes = voltage_nodes(data.V, 2.0)
-    table = _truth_table(nodes)
-    rms = distill(model, table, iterations=600)
-    assert rms < 0.03
-    with torch.no_grad():
-        assert float((curves(model, nodes) - table.P).abs().mean()) < 0.03
-    errs = summarize_errors(kinetics_errors(model, HHKinetics(), *data.voltage_range()))
-    assert errs["tau_median"] < 0.03
+    value, _ = levenberg_marquardt(_Rosenbrock(), table, 200, smoothness=0.0,
+                                   geodesic=geodesic, callback=lambda *a: seen.append(a))
+    torch.testing.assert_close(table.P[:2], torch.ones(2, 4, dtype=torch.float64),
+                               rtol=0, atol=1e-6)
+    assert value < 1e-12
+    assert len(seen) < 200  # stopped on its own, converged

@@ -147,8 +147,9 @@ def _gauss_newton(model, train: TraceData, t, teacher, stride_of):
     with torch.no_grad():
         table = NodeTable(nodes, curves(model, nodes))
     for step_ms, iterations in t.gauss_newton:  # non-empty: the phase exists only then
-        tf = teacher(stride_of(float(step_ms)))
-        levenberg_marquardt(tf, table, int(iterations), t.gn_smoothness)
+        tf = teacher(stride_of(float(step_ms)), t.gn_adaptive)
+        levenberg_marquardt(tf, table, int(iterations), t.gn_smoothness,
+                            geodesic=t.gn_geodesic)
     cand = copy.deepcopy(model)
     distill(cand, table, t.distill_iter)
     with torch.no_grad():
@@ -157,15 +158,16 @@ def _gauss_newton(model, train: TraceData, t, teacher, stride_of):
 
 def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
     t = cfg.teacher
-    cache: dict[int, TeacherForcing] = {}
+    cache: dict[tuple, TeacherForcing] = {}
 
     def stride_of(step_ms):
         return max(1, int(round(step_ms / train.dt)))
 
-    def teacher(stride):
-        if stride not in cache:
-            cache[stride] = TeacherForcing(train, window=t.window, stride=stride)
-        return cache[stride]
+    def teacher(stride, adaptive=None):
+        if (stride, adaptive) not in cache:
+            cache[stride, adaptive] = TeacherForcing(train, window=t.window, stride=stride,
+                                                     adaptive=adaptive)
+        return cache[stride, adaptive]
 
     params = model.parameters
     phases = []

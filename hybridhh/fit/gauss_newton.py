@@ -81,15 +81,25 @@ def curves(model, V: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def levenberg_marquardt(problem, table: NodeTable, iterations: int, smoothness: float = 1e-4,
-                        lam: float = 1e-3, callback: Callable | None = None):
+                        lam: float = 1e-3, callback: Callable | None = None,
+                        geodesic: float | None = 0.75, tol: float = 1e-9):
     """Levenberg–Marquardt on the node values of ``table`` (updated in place).
 
     Minimises ``problem.loss(table) + smoothness * |R P|²`` (``R``: second differences of
     each curve, which also extends the curves smoothly where the data never go). Each
-    iteration takes the Marquardt step ``-(H + lam diag H)⁻¹ g`` with
+    iteration takes the Marquardt step ``v = -(H + lam diag H)⁻¹ g`` with
     ``H = J Jᵀ + smoothness RᵀR``; a step that does not lower the objective is retried
-    with 4× the damping (up to 8 times). ``callback(iteration, objective, lam)`` after
-    each iteration. Returns the final objective and damping.
+    with 4× the damping (up to 8 times). It stops early, converged, when an iteration
+    lowers the objective by less than ``tol`` (relative) or not at all.
+    ``callback(iteration, objective, lam)`` after each iteration. Returns the final
+    objective and damping.
+
+    ``geodesic = alpha``: geodesic acceleration (Transtrum & Sethna 2012, arXiv:1201.5885).
+    The residual's second derivative along ``v`` (one extra residual evaluation,
+    ``problem.normalised_residual``) gives the correction ``a`` that bends the step
+    along the curved valley; the step is ``v + a/2``, taken only while
+    ``2|a|/|v| <= alpha`` (scaled norms), else the damping grows. Measured on the default
+    set (fit seed 2, from the multi-start): <FILLED IN>. None: plain LM.
     """
     N = table.P.shape[1]
     D2 = second_difference(N, table.P.dtype)
@@ -101,19 +111,33 @@ def levenberg_marquardt(problem, table: NodeTable, iterations: int, smoothness: 
 
     value = objective(table.P)
     for it in range(iterations):
+        before = value
         r, J = problem.jacobian(table, table.nodes)
         J = J.reshape(-1, r.numel())
         p0 = table.P.reshape(-1)
         H = J @ J.T + smoothness * RtR
         g = J @ r + smoothness * (RtR @ p0)
         diag = H.diagonal()
-        D = torch.diag(diag.clamp(min=1e-12 * float(diag.max())))
+        D = diag.clamp(min=1e-12 * float(diag.max()))
         for _ in range(8):
             try:
-                step = torch.linalg.solve(H + lam * D, -g)
+                factor = torch.linalg.cholesky(H + lam * torch.diag(D))
             except RuntimeError:
                 lam *= 4.0
                 continue
+            step = torch.cholesky_solve(-g[:, None], factor)[:, 0]
+            if geodesic is not None:
+                h = 0.1
+                r_h = problem.normalised_residual(
+                    NodeTable(table.nodes, (p0 + h * step).reshape(table.P.shape)))
+                rpp = (2.0 / h) * ((r_h - r) / h - J.T @ step)
+                acc = torch.cholesky_solve(-(J @ rpp)[:, None], factor)[:, 0]
+                ratio = 2.0 * float((D * acc * acc).sum().sqrt() /
+                                    (D * step * step).sum().sqrt())
+                if not math.isfinite(ratio) or ratio > geodesic:
+                    lam *= 4.0
+                    continue
+                step = step + 0.5 * acc
             P = (p0 + step).reshape(table.P.shape)
             trial = objective(P)
             if math.isfinite(trial) and trial < value:
@@ -123,6 +147,8 @@ def levenberg_marquardt(problem, table: NodeTable, iterations: int, smoothness: 
             lam *= 4.0
         if callback is not None:
             callback(it, value, lam)
+        if not before - value > tol * abs(before):
+            break
     return value, lam
 
 

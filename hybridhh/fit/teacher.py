@@ -33,6 +33,29 @@ def grid_weights(V: torch.Tensor, start: float, step: float, n: int):
     return j, s - j
 
 
+def adaptive_samples(V: torch.Tensor, dv: float, max_stride: int) -> torch.Tensor:
+    """Indices of the samples teacher forcing steps between, per trace ``[B, T']``.
+
+    A step ends where the recorded V has travelled ``dv`` mV (path length) since the
+    last kept sample, and after at most ``max_stride`` samples: steps are short on
+    spikes, where V and the gates change fast, and long where V is slow, where the
+    exponential-midpoint step is nearly exact. Traces with fewer steps are padded by
+    repeating their last index; a zero-length step adds nothing to the loss.
+    """
+    B, T = V.shape
+    path = torch.nn.functional.pad((V[:, 1:] - V[:, :-1]).abs().cumsum(-1), (1, 0))
+    bucket = torch.floor(path / dv)
+    keep = torch.zeros(B, T, dtype=torch.bool)
+    keep[:, 1:] = bucket[:, 1:] != bucket[:, :-1]
+    keep[:, ::max_stride] = True
+    keep[:, -1] = True
+    count = keep.sum(-1)
+    idx = torch.full((B, int(count.max())), T - 1, dtype=torch.long)
+    for b in range(B):
+        idx[b, : int(count[b])] = torch.nonzero(keep[b]).reshape(-1)
+    return idx
+
+
 class TeacherForcing:
     """The teacher-forcing loss of a :class:`~hybridhh.rates_mlp.RateMLP` on fixed data.
 
@@ -41,23 +64,40 @@ class TeacherForcing:
     data
         Training traces.
     window
-        Increment window ``w`` in samples (>= 1).
+        Increment window ``w`` in steps (>= 1).
+    stride
+        Step between the samples used, in recorded samples (uniform steps).
     grid_step
         Voltage grid step (mV) on which the MLP is tabulated each evaluation.
     margin
         The grid covers the recorded range plus this margin (mV) on each side.
+    adaptive
+        None: uniform steps of ``stride`` samples. A number ``dv`` (mV): steps of at most
+        ``stride`` samples that end wherever V has travelled ``dv`` mV
+        (:func:`adaptive_samples`); each step's residual is weighted by
+        ``sqrt(mean step / step)`` so that the loss still weighs time evenly, as the
+        uniform loss does. Requires ``window == 1``.
     """
 
     def __init__(self, data: TraceData, window: int = 1, stride: int = 1,
-                 grid_step: float = 0.05, margin: float = 2.0):
+                 grid_step: float = 0.05, margin: float = 2.0, adaptive: float | None = None):
         self.data = data
         self.window = int(window)
         self.stride = int(stride)
-        self.dt = data.dt * self.stride
-        V = data.V[:, ::self.stride]
-        T = V.shape[1]
+        self.adaptive = adaptive
+        B, T0 = data.V.shape
+        if adaptive is None:
+            idx = torch.arange(0, T0, self.stride).expand(B, -1)
+        else:
+            if self.window != 1:
+                raise ValueError("adaptive teacher-forcing steps need window == 1")
+            idx = adaptive_samples(data.V, float(adaptive), self.stride)
+        self.idx = idx
+        V = data.V.gather(1, idx)
         self.V = V
-        B = V.shape[0]
+        #: step lengths (ms) ``[B, T - 1]``; zero for the padding of adaptive steps
+        self.h = (idx[:, 1:] - idx[:, :-1]).to(V.dtype) * data.dt
+        self.dt = data.dt * self.stride
         self.vmin = float(V.min()) - margin
         self.grid_step = grid_step
         self.n_grid = int(np.ceil((float(V.max()) + margin - self.vmin) / grid_step)) + 1
@@ -65,11 +105,28 @@ class TeacherForcing:
         # the recorded V is fixed: grid indices and weights are computed once
         self._mid = self._weights(0.5 * (V[:, 1:] + V[:, :-1]))
         self._start = self._weights(V[:, 0])
-        self.observed = V[:, self.window:] - V[:, :-self.window]
-        self.scale = float(self.observed.var())
-        # injected charge over each (coarse) step, trapezoidal on the recorded grid
-        Itrap = 0.5 * (data.I[:, 1:] + data.I[:, :-1])[:, : (T - 1) * self.stride]
-        self._Imid = Itrap.reshape(B, T - 1, self.stride).mean(-1)
+        if adaptive is None:
+            self.weight = None
+        else:
+            real = self.h > 0
+            mean = float(self.h[real].mean())
+            self.weight = torch.where(real, (mean / self.h.clamp(min=1e-300)).sqrt(), 0.0)
+            self._count = int(real.sum())
+        self.observed = self._weigh(V[:, self.window:] - V[:, :-self.window])
+        self.scale = float(self.observed.square().sum() / self._n()
+                           - (self.observed.sum() / self._n()) ** 2)
+        # injected charge over each step (µA ms/cm²), trapezoidal on the recorded grid
+        Q = torch.nn.functional.pad((0.5 * data.dt * (data.I[:, 1:] + data.I[:, :-1])).cumsum(-1),
+                                    (1, 0))
+        Qk = Q.gather(1, idx)
+        self._charge = Qk[:, 1:] - Qk[:, :-1]
+
+    def _weigh(self, r):
+        return r if self.weight is None else r * self.weight
+
+    def _n(self) -> int:
+        """Number of residual terms (padding excluded)."""
+        return self.observed.numel() if self.weight is None else self._count
 
     def _weights(self, V):
         k, w = grid_weights(V, self.vmin, self.grid_step, self.n_grid)
@@ -88,12 +145,18 @@ class TeacherForcing:
 
     def gates(self, model):
         """Gates ``[3, B, T]`` (m, h, n) along the recorded V, from steady state at t=0."""
+        return self._gates(model)[0]
+
+    def _gates(self, model):
+        """Gates ``[3, B, T]``, the initial gates and the per-step columns used by the
+        Jacobian: decay ``log_a``, x_inf and 1/tau at the step midpoints ``[3, B, T-1]``."""
         x_inf, tau = model.inf_tau(self.grid())  # [n_grid, 3]
-        log_a = -self.dt / tau
-        b = -torch.expm1(log_a) * x_inf
-        ab = self._lookup(torch.cat([log_a, b], dim=1).T, self._mid)  # [6, B, T-1]
+        cols = self._lookup(torch.cat([x_inf, 1.0 / tau], dim=1).T, self._mid)  # [6, B, T-1]
+        xi, rate = cols[:3], cols[3:]
+        log_a = -self.h * rate
         x0 = self._lookup(x_inf.T, self._start)  # [3, B]
-        return linear_scan(ab[:3], ab[3:], x0)
+        x = linear_scan(log_a, -torch.expm1(log_a) * xi, x0)
+        return x, x0, log_a, xi, rate
 
     def current(self, x):
         """Ionic current ``[B, T]`` (µA/cm²) along the recorded V for gates ``x [3, B, T]``."""
@@ -116,8 +179,12 @@ class TeacherForcing:
     def _residual(self, x):
         """The residual for gates ``x [3, B, T]`` along the recorded V."""
         I_ion = self.current(x)
-        F = self.dt / self.data.bio.C_m * (self._Imid - 0.5 * (I_ion[:, 1:] + I_ion[:, :-1]))
-        return self._increments(F) - self.observed
+        F = (self._charge - 0.5 * self.h * (I_ion[:, 1:] + I_ion[:, :-1])) / self.data.bio.C_m
+        return self._increments(self._weigh(F)) - self.observed
+
+    def normalised_residual(self, model) -> torch.Tensor:
+        """The residual ``[M]`` scaled so that ``loss == (r**2).sum()`` (as :meth:`jacobian`)."""
+        return (self.residual(model) * (self.scale * self._n()) ** -0.5).reshape(-1)
 
     @torch.no_grad()
     def jacobian(self, model, nodes: torch.Tensor):
@@ -137,18 +204,11 @@ class TeacherForcing:
         J : Tensor ``[6, N, M]``
             ``dr / d(logit x_inf of m, h, n; log tau of m, h, n)`` at the ``N`` nodes.
         """
-        bio, dt = self.data.bio, self.dt
-        B, T = self.V.shape
+        bio, span = self.data.bio, self.h
         N = nodes.shape[0]
         step = float(nodes[1] - nodes[0])
-        x_inf, tau = model.inf_tau(self.grid())
-        log_a = -dt / tau
-        cols = self._lookup(torch.cat([log_a, -torch.expm1(log_a) * x_inf, x_inf, tau], 1).T,
-                            self._mid)  # [12, B, T-1]
-        log_a, b, xi, tau_s = cols[:3], cols[3:6], cols[6:9], cols[9:]
-        x0 = self._lookup(x_inf.T, self._start)  # [3, B]
-        x = linear_scan(log_a, b, x0)  # [3, B, T]
-        norm = 1.0 / (self.scale * self.observed.numel()) ** 0.5
+        x, x0, log_a, xi, rate = self._gates(model)
+        norm = 1.0 / (self.scale * self._n()) ** 0.5
         r = (self._residual(x) * norm).reshape(-1)
 
         def hats(Vq):  # node index and weight of the hat functions at Vq
@@ -170,14 +230,14 @@ class TeacherForcing:
         J = torch.empty(6, N, r.numel(), dtype=r.dtype)
         for g in range(3):
             f_logit = (1 - a[g]) * xi[g] * (1 - xi[g])
-            f_logtau = a[g] * (dt / tau_s[g]) * (x[g][:, :-1] - xi[g])
+            f_logtau = a[g] * span * rate[g] * (x[g][:, :-1] - xi[g])
             s0 = spread(x0[g] * (1 - x0[g]), j0, w0)
             for kind, f in enumerate((f_logit, f_logtau)):
                 sens = linear_scan(log_a[g], spread(f, jm, wm),
                                    s0 if kind == 0 else torch.zeros_like(s0))
                 dIs = dI[g] * sens
-                dF = (-0.5 * dt / bio.C_m * norm) * (dIs[..., 1:] + dIs[..., :-1])
-                J[3 * kind + g] = self._increments(dF).reshape(N, -1)
+                dF = (-0.5 * norm / bio.C_m) * span * (dIs[..., 1:] + dIs[..., :-1])
+                J[3 * kind + g] = self._increments(self._weigh(dF)).reshape(N, -1)
         return r, J
 
     def loss(self, model, robust: float | None = None):
@@ -186,6 +246,6 @@ class TeacherForcing:
         samples a poor model misses by far (used early, from a generic start)."""
         r2 = self.residual(model).square() / self.scale
         if robust is None:
-            return r2.mean()
+            return r2.sum() / self._n()
         c2 = robust * robust
-        return c2 * torch.log1p(r2 / c2).mean()
+        return c2 * torch.log1p(r2 / c2).sum() / self._n()
