@@ -89,8 +89,9 @@ def levenberg_marquardt(problem, table: NodeTable, iterations: int, smoothness: 
     each curve, which also extends the curves smoothly where the data never go). Each
     iteration takes the Marquardt step ``v = -(H + lam diag H)⁻¹ g`` with
     ``H = J Jᵀ + smoothness RᵀR``; a step that does not lower the objective is retried
-    with 4× the damping (up to 8 times). It stops early, converged, when an iteration
-    lowers the objective by less than ``tol`` (relative) or not at all.
+    with 4× the damping (up to 8 times per iteration). It stops early, converged, when
+    a step lowers the objective by less than ``tol`` (relative), or when the damping
+    exceeds 1e12 with no step lowering it.
     ``callback(iteration, objective, lam)`` after each iteration. Returns the final
     objective and damping.
 
@@ -147,8 +148,12 @@ def levenberg_marquardt(problem, table: NodeTable, iterations: int, smoothness: 
             lam *= 4.0
         if callback is not None:
             callback(it, value, lam)
-        if not before - value > tol * abs(before):
-            break
+        if value < before:
+            if before - value <= tol * abs(before):
+                break  # converged
+        elif lam > 1e12:
+            break  # no step lowers the objective, however short
+
     return value, lam
 
 

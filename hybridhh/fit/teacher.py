@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.signal import savgol_filter
 
 from .data import TraceData
 from .scan import linear_scan
@@ -39,10 +40,15 @@ def adaptive_samples(V: torch.Tensor, dv: float, max_stride: int) -> torch.Tenso
     A step ends where the recorded V has travelled ``dv`` mV (path length) since the
     last kept sample, and after at most ``max_stride`` samples: steps are short on
     spikes, where V and the gates change fast, and long where V is slow, where the
-    exponential-midpoint step is nearly exact. Traces with fewer steps are padded by
-    repeating their last index; a zero-length step adds nothing to the loss.
+    exponential-midpoint step is nearly exact. The path is measured on V smoothed by a
+    cubic Savitzky–Golay filter over ``2 max_stride + 1`` samples, so that measurement
+    noise does not make every step one sample long. Traces with fewer steps are padded
+    by repeating their last index; a zero-length step adds nothing to the loss.
     """
     B, T = V.shape
+    width = 2 * max_stride + 1
+    if T > width and max_stride > 1:
+        V = torch.as_tensor(savgol_filter(V.numpy(), width, 3, axis=-1), dtype=V.dtype)
     path = torch.nn.functional.pad((V[:, 1:] - V[:, :-1]).abs().cumsum(-1), (1, 0))
     bucket = torch.floor(path / dv)
     keep = torch.zeros(B, T, dtype=torch.bool)
