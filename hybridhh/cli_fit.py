@@ -17,7 +17,8 @@ def _fit_arguments(p):
                    help="teacher-forcing Adam steps (default 600)")
     p.add_argument("--lbfgs-steps", type=int, nargs="+", metavar="N", default=None,
                    help="L-BFGS outer steps of each teacher-forcing resolution "
-                        "(default 24: 0.04 ms, before the Gauss-Newton stage)")
+                        "(default 24 30: 0.04 ms before the Gauss-Newton stage, then a "
+                        "polish of the MLP on adaptive steps of at most 0.04 ms after it)")
     p.add_argument("--gn-steps", type=int, nargs="+", metavar="N", default=None,
                    help="most Gauss-Newton iterations of each resolution (default 40: "
                         "adaptive steps up to 0.04 ms; it stops earlier once converged; "

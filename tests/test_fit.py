@@ -233,7 +233,7 @@ def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
     path = write_recording(tmp_path / "rec.h5", tiny_recording)
     run = tmp_path / "run"
     assert main(["fit", str(path), "--out", str(run), "--adam-steps", "20",
-                 "--lbfgs-steps", "2", "--gn-steps", "2", "--ode-steps", "0",
+                 "--lbfgs-steps", "2", "2", "--gn-steps", "2", "--ode-steps", "0",
                  "--holdout", "-q"]) == 0
     assert load_fit(run).config.teacher.gauss_newton == ((0.04, 2),)
     assert main(["rates", str(run), "--vmin", "-100", "--vmax", "40", "--step", "0.5",

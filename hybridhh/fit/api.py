@@ -147,7 +147,7 @@ def _gauss_newton(model, train: TraceData, t, teacher, stride_of):
     with torch.no_grad():
         table = NodeTable(nodes, curves(model, nodes))
     for step_ms, iterations in t.gauss_newton:  # non-empty: the phase exists only then
-        tf = teacher(stride_of(float(step_ms)), t.gn_adaptive)
+        tf = teacher(stride_of(float(step_ms)), t.adaptive)
         levenberg_marquardt(tf, table, int(iterations), t.gn_smoothness,
                             geodesic=t.gn_geodesic)
     cand = copy.deepcopy(model)
@@ -218,9 +218,12 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
                             t.adam_steps, "adam", t.adam_lr))
     for i, (step_ms, steps) in lbfgs:
         stride, steps = stride_of(float(step_ms)), int(steps)
+        # entries after the first run after the Gauss-Newton stage, on its adaptive steps
+        ad = t.adaptive if (i > 0 and t.gauss_newton) else None
         if steps:
             phases.append(Phase(f"teacher/lbfgs{i + 1}-{stride * train.dt:g}ms", params,
-                                lambda k, s=stride: teacher(s).loss(model), steps, "lbfgs", 1.0,
+                                lambda k, s=stride, a=ad: teacher(s, a).loss(model), steps,
+                                "lbfgs", 1.0,
                                 {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history,
                                  "restart_every": t.lbfgs_restart}))
     if t.gauss_newton:
