@@ -104,12 +104,10 @@ class TeacherForcing:
             if self.window != 1:
                 raise ValueError("adaptive teacher-forcing steps need window == 1")
             idx = adaptive_samples(data.V, float(adaptive), self.stride)
-        self.idx = idx
         V = data.V.gather(1, idx)
         self.V = V
         #: step lengths (ms) ``[B, T - 1]``; zero for the padding of adaptive steps
         self.h = (idx[:, 1:] - idx[:, :-1]).to(V.dtype) * data.dt
-        self.dt = data.dt * self.stride
         self.vmin = float(V.min()) - margin
         self.grid_step = grid_step
         self.n_grid = int(np.ceil((float(V.max()) + margin - self.vmin) / grid_step)) + 1
@@ -117,16 +115,18 @@ class TeacherForcing:
         # the recorded V is fixed: grid indices and weights are computed once
         self._mid = self._weights(0.5 * (V[:, 1:] + V[:, :-1]))
         self._start = self._weights(V[:, 0])
-        if adaptive is None:
-            self.weight = None
-        else:
+        self.weight = None
+        if adaptive is not None:
             real = self.h > 0
             mean = float(self.h[real].mean())
             self.weight = torch.where(real, (mean / self.h.clamp(min=1e-300)).sqrt(), 0.0)
-            self._count = int(real.sum())
         self.observed = self._weigh(V[:, self.window:] - V[:, :-self.window])
-        self.scale = float(self.observed.square().sum() / self._n()
-                           - (self.observed.sum() / self._n()) ** 2)
+        #: number of residual terms (the padding of adaptive steps excluded)
+        self.n_terms = self.observed.numel() if adaptive is None else int(real.sum())
+        self.scale = float(self.observed.square().sum() / self.n_terms
+                           - (self.observed.sum() / self.n_terms) ** 2)
+        # residual scale with which loss == sum of squares (normalised_residual, jacobian)
+        self._norm = 1.0 / (self.scale * self.n_terms) ** 0.5
         # injected charge over each step (µA ms/cm²), trapezoidal on the recorded grid
         Q = torch.nn.functional.pad((0.5 * data.dt * (data.I[:, 1:] + data.I[:, :-1])).cumsum(-1),
                                     (1, 0))
@@ -135,10 +135,6 @@ class TeacherForcing:
 
     def _weigh(self, r):
         return r if self.weight is None else r * self.weight
-
-    def _n(self) -> int:
-        """Number of residual terms (padding excluded)."""
-        return self.observed.numel() if self.weight is None else self._count
 
     def _weights(self, V):
         k, w = grid_weights(V, self.vmin, self.grid_step, self.n_grid)
@@ -196,7 +192,7 @@ class TeacherForcing:
 
     def normalised_residual(self, model) -> torch.Tensor:
         """The residual ``[M]`` scaled so that ``loss == (r**2).sum()`` (as :meth:`jacobian`)."""
-        return (self.residual(model) * (self.scale * self._n()) ** -0.5).reshape(-1)
+        return (self.residual(model) * self._norm).reshape(-1)
 
     @torch.no_grad()
     def jacobian(self, model, nodes: torch.Tensor):
@@ -220,7 +216,7 @@ class TeacherForcing:
         N = nodes.shape[0]
         step = float(nodes[1] - nodes[0])
         x, x0, log_a, xi, rate = self._gates(model)
-        norm = 1.0 / (self.scale * self._n()) ** 0.5
+        norm = self._norm
         r = (self._residual(x) * norm).reshape(-1)
 
         def hats(Vq):  # node index and weight of the hat functions at Vq
@@ -258,6 +254,6 @@ class TeacherForcing:
         samples a poor model misses by far (used early, from a generic start)."""
         r2 = self.residual(model).square() / self.scale
         if robust is None:
-            return r2.sum() / self._n()
+            return r2.sum() / self.n_terms
         c2 = robust * robust
-        return c2 * torch.log1p(r2 / c2).sum() / self._n()
+        return c2 * torch.log1p(r2 / c2).sum() / self.n_terms
