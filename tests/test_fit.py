@@ -162,7 +162,9 @@ def test_resume_after_interruption_gives_same_result(tiny_recording, tmp_path, m
     original = TeacherForcing.loss
 
     def interrupted(self, *a, **k):
-        calls["n"] += 1
+        # count from the start of training (config.json is written after the prior's
+        # refinement, which evaluates the loss too)
+        calls["n"] += (tmp_path / "cut" / "config.json").exists()
         if calls["n"] == 25:
             raise KeyboardInterrupt
         return original(self, *a, **k)
@@ -195,7 +197,10 @@ def test_nan_rolls_back_and_keeps_going(tiny_recording, monkeypatch):
     monkeypatch.setattr(TeacherForcing, "loss", sometimes_nan)
     # teacher forcing only: the NaNs are injected there (a rough tiny-fit model may also
     # have a diverging free run, which ends the ODE phase early: a different path)
-    res = fit(tiny_recording, _quick(ode=ODEConfig(enabled=False)), quiet=True)
+    # and no prior refinement, so that the NaNs land in the trainer's phases
+    cfg = _quick(ode=ODEConfig(enabled=False))
+    cfg.prior.refine_starts = 0
+    res = fit(tiny_recording, cfg, quiet=True)
     assert calls["n"] > 6
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
     assert all(np.isfinite(h["loss"]) for h in res.history)
@@ -280,3 +285,49 @@ def test_fit_warns_about_measurement_noise(tiny_recording):
                  teacher=TeacherConfig(starts=1, adam_steps=2, gauss_newton=(), lbfgs=()))
     with pytest.warns(UserWarning, match="measurement noise on V is 0.5"):
         fit(noisy, cfg, quiet=True)
+
+
+def test_prior_refinement_forgets_where_the_prior_was(tiny_recording):
+    """Two priors placed far apart (activation 15 vs 30 mV above rest, slope 8 vs 12 mV,
+    inactivation at rest vs 10 mV below) refine to the same two-state fit, with a loss
+    more than 10x below either prior's."""
+    from hybridhh.fit.prior import refine_prior
+    from hybridhh.rates_mlp import GatePrior, PriorKinetics
+
+    data = TraceData.from_recording(tiny_recording)
+    tf = TeacherForcing(data, stride=4)
+    rest = data.resting_estimate()
+    out = []
+    for kw in ({}, dict(offset_activation=30.0, offset_inactivation=-10.0, slope=12.0)):
+        prior = GatePrior.generic(rest, **kw)
+        with torch.no_grad():
+            before = float(tf.loss(PriorKinetics(prior), 1.0))
+        refined, value = refine_prior(tf, prior, starts=12, iterations=100, seed=0)
+        assert value < before / 10
+        out.append((refined, value))
+    (a, va), (b, vb) = out
+    assert va == pytest.approx(vb, rel=1e-3)
+    np.testing.assert_allclose(a.V_half, b.V_half, atol=0.5)
+    np.testing.assert_allclose(a.slope, b.slope, rtol=0.02)
+    np.testing.assert_allclose(a.tau_max[1:], b.tau_max[1:], rtol=0.02)  # m's is loose
+
+
+def test_prior_refinement_survives_nan_losses(tiny_recording, monkeypatch):
+    from hybridhh.fit.prior import refine_prior
+    from hybridhh.rates_mlp import GatePrior
+
+    data = TraceData.from_recording(tiny_recording)
+    tf = TeacherForcing(data, stride=8)
+    original = TeacherForcing.loss
+    calls = {"n": 0}
+
+    def sometimes_nan(self, *a, **k):
+        calls["n"] += 1
+        out = original(self, *a, **k)
+        return out * float("nan") if 3 <= calls["n"] <= 5 else out
+
+    monkeypatch.setattr(TeacherForcing, "loss", sometimes_nan)
+    prior = GatePrior.generic(data.resting_estimate())
+    refined, value = refine_prior(tf, prior, starts=3, iterations=20, seed=0)
+    assert calls["n"] > 5 and np.isfinite(value)
+    assert all(np.isfinite(v) for v in refined.V_half + refined.slope + refined.tau_max)

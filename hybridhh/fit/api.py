@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..errors import ConfigError, RunDirError
 from ..metrics import kinetics_errors, summarize_errors
@@ -26,6 +27,7 @@ from . import rundir
 from .config import FitConfig
 from .data import TraceData
 from .gauss_newton import NodeTable, curves, distill, levenberg_marquardt, voltage_nodes
+from .prior import refine_prior
 from .shooting import MultipleShooting
 from .teacher import TeacherForcing
 from .trainer import Phase, Trainer, make_optimizer
@@ -109,13 +111,36 @@ def resolve_holdout(names: tuple[str, ...], holdout) -> list[int]:
     return sorted(set(idx))
 
 
-def build_model(data: TraceData, config: FitConfig) -> RateMLP:
-    """The untrained model: MLP on a generic prior placed at the data's resting potential."""
-    torch.manual_seed(config.seed)
+def generic_prior(data: TraceData, config: FitConfig) -> GatePrior:
+    """The generic prior of ``config.prior`` placed at the data's resting potential."""
     p = config.prior
-    prior = GatePrior.generic(data.resting_estimate(), offset_activation=p.offset_activation,
-                              offset_inactivation=p.offset_inactivation, slope=p.slope,
-                              tau_max=p.tau_max)
+    return GatePrior.generic(data.resting_estimate(), offset_activation=p.offset_activation,
+                             offset_inactivation=p.offset_inactivation, slope=p.slope,
+                             tau_max=p.tau_max)
+
+
+def fitted_prior(data: TraceData, config: FitConfig, quiet: bool = True) -> GatePrior:
+    """Stage 0: the generic prior refined on the data (:mod:`hybridhh.fit.prior`), or the
+    generic prior itself when ``config.prior.refine_starts`` is 0."""
+    prior, p = generic_prior(data, config), config.prior
+    if not p.refine_starts:
+        return prior
+    stride = max(1, int(round(p.refine_dt / data.dt)))
+    tf = TeacherForcing(data, window=config.teacher.window, stride=stride)
+    with tqdm(total=p.refine_starts, desc="prior", disable=quiet, leave=False) as bar:
+        def tick(k, value):
+            bar.set_postfix(loss=f"{value:.3g}")
+            bar.update()
+        refined, _ = refine_prior(tf, prior, p.refine_starts, p.refine_iter, seed=config.seed,
+                                  robust=config.teacher.robust, callback=tick)
+    return refined
+
+
+def build_model(data: TraceData, config: FitConfig, prior: GatePrior | None = None) -> RateMLP:
+    """The untrained model: the MLP on ``prior`` (default: the generic prior placed at the
+    data's resting potential, unrefined)."""
+    torch.manual_seed(config.seed)
+    prior = generic_prior(data, config) if prior is None else prior
     return RateMLP(data.bio, prior, width=config.width, parametrisation=config.parametrisation,
                    input_gain=config.input_gain, separate=config.separate)
 
@@ -178,7 +203,8 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
         first = lbfgs.pop(0) if lbfgs else None
 
         def candidate(k):
-            cand = build_model(train, dataclasses.replace(cfg, seed=cfg.seed + 1000 * k))
+            cand = build_model(train, dataclasses.replace(cfg, seed=cfg.seed + 1000 * k),
+                               model.prior)
             opt = make_optimizer("adam", cand.parameters(), t.adam_lr)
             tf = teacher(stride_of(t.adam_dt))
             for _ in range(t.adam_steps):
@@ -282,6 +308,7 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
     -------
     FitResult
     """
+    t0 = time.perf_counter()  # the whole fit, the prior's refinement included
     config = config or FitConfig()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -297,16 +324,8 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
     train = data.select([i for i in range(data.n_traces) if i not in hold])
     held = data.select(hold) if hold else None
     vrange = data.voltage_range()
-    model = build_model(train, config)
-    if init is not None:
-        try:
-            model.load_state_dict(init.state_dict())
-        except RuntimeError as e:
-            raise ConfigError(f"init model does not match the configuration ({e})") from e
-        model.prior = init.prior
-
     run_dir = Path(run_dir) if run_dir is not None else None
-    state = None
+    state = saved = None
     if run_dir is not None:
         last = run_dir / rundir.LAST
         if resume:
@@ -321,6 +340,21 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
         elif last.exists() or (run_dir / rundir.MODEL).exists():
             raise RunDirError(f"{run_dir}: already holds a fit; use --resume to continue it "
                               "or choose another output directory")
+    # stage 0: the prior (refined on the data; a resumed run reuses the one it started with)
+    if init is not None:
+        prior = init.prior
+    elif saved is not None and "prior" in saved.get("model", {}):
+        prior = GatePrior(**{k: tuple(v) for k, v in saved["model"]["prior"].items()})
+    else:
+        prior = fitted_prior(train, config, quiet)
+    model = build_model(train, config, prior)
+    if init is not None:
+        try:
+            model.load_state_dict(init.state_dict())
+        except RuntimeError as e:
+            raise ConfigError(f"init model does not match the configuration ({e})") from e
+
+    if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         if state is None:
             (run_dir / rundir.METRICS).unlink(missing_ok=True)
@@ -346,7 +380,6 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
                       quiet=quiet, monitor=monitor)
     if state is not None:
         trainer.load_state(state)
-    t0 = time.perf_counter()
     history = trainer.run()
     elapsed = trainer.elapsed if state is not None else time.perf_counter() - t0
 

@@ -1,0 +1,92 @@
+"""Stage 0: the generic prior, refined on the data before the MLP is trained on top of it.
+
+The prior (:class:`~hybridhh.rates_mlp.GatePrior`) knows only which gates activate and
+which inactivate, placed relative to the resting potential; the user may move it. Its 9
+numbers (half-activation voltage, slope, peak time constant of each gate) are fitted to
+the teacher-forcing loss first, from the given prior and from ``starts - 1`` seeded
+perturbations of it; the best fit becomes the MLP's starting point. With 9 unknowns this
+is cheap and its basins are few, so priors placed far apart end at the same two-state
+fit, and the fit that follows no longer depends on how close the prior was (measured in
+:class:`hybridhh.fit.config.PriorConfig`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..rates_mlp import GatePrior, PriorKinetics
+from .teacher import TeacherForcing
+
+__all__ = ["refine_prior"]
+
+
+def _perturbed(prior: GatePrior, gen: torch.Generator, spread) -> GatePrior:
+    dv, dslope, dtau = spread
+    e = torch.randn(3, 3, generator=gen, dtype=torch.float64).tolist()
+    return GatePrior(
+        V_half=tuple(v + dv * x for v, x in zip(prior.V_half, e[0], strict=True)),
+        slope=tuple(s * math.exp(dslope * x) for s, x in zip(prior.slope, e[1], strict=True)),
+        tau_max=tuple(t * math.exp(dtau * x) for t, x in zip(prior.tau_max, e[2], strict=True)),
+    )
+
+
+def _fit_one(tf: TeacherForcing, prior: GatePrior, iterations: int, robust):
+    pk = PriorKinetics(prior)
+    opt = torch.optim.LBFGS(pk.parameters(), lr=1.0, max_iter=iterations, history_size=20,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = tf.loss(pk, robust)
+        if torch.isfinite(loss):
+            loss.backward()
+        return loss
+
+    try:
+        opt.step(closure)
+    except (IndexError, RuntimeError):
+        # a non-finite loss inside torch's strong-Wolfe line search: a failed start
+        return math.inf, prior
+    with torch.no_grad():
+        value = float(tf.loss(pk, robust))
+    ok = math.isfinite(value) and all(torch.isfinite(p).all() for p in pk.parameters())
+    return (value if ok else math.inf), pk.to_prior()
+
+
+def refine_prior(tf: TeacherForcing, prior: GatePrior, starts: int, iterations: int,
+                 seed: int = 0, robust: float | None = 1.0,
+                 spread=(15.0, 0.5, 1.0), callback=None) -> tuple[GatePrior, float]:
+    """Fit the two-state prior's 9 numbers to the teacher-forcing loss ``tf``.
+
+    Parameters
+    ----------
+    tf
+        The teacher-forcing loss (coarse steps are enough: this only finds the basin).
+    prior
+        Where to start; the other ``starts - 1`` starts are seeded perturbations of it:
+        V_half by ``spread[0]`` mV (SD), slope and tau_max by factors ``exp(spread[1] z)``
+        and ``exp(spread[2] z)``.
+    iterations
+        L-BFGS iterations per start.
+    robust
+        Cauchy scale of the loss (see :meth:`TeacherForcing.loss`).
+    callback
+        ``callback(start, loss)`` after each start.
+
+    Returns
+    -------
+    The best refined prior and its loss (the given prior itself if no start gave a
+    finite loss).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    best, best_value = prior, math.inf
+    for k in range(starts):
+        start = prior if k == 0 else _perturbed(prior, gen, spread)
+        value, refined = _fit_one(tf, start, iterations, robust)
+        if callback is not None:
+            callback(k, value)
+        if value < best_value:
+            best, best_value = refined, value
+    return best, best_value
