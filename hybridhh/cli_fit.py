@@ -13,6 +13,9 @@ def _fit_arguments(p):
                    help="hidden-layer width of each gate's MLP (default 32)")
     p.add_argument("--parametrisation", choices=("inf_tau", "alpha_beta"), default=None,
                    help="MLP output parametrisation (default inf_tau)")
+    p.add_argument("--prior-starts", type=int, default=None,
+                   help="starts of the search that refines the generic prior on the data "
+                        "before the MLP (default 12; 0 uses the prior as given)")
     p.add_argument("--adam-steps", type=int, default=None,
                    help="teacher-forcing Adam steps (default 600)")
     p.add_argument("--lbfgs-steps", type=int, nargs="+", metavar="N", default=None,
@@ -68,6 +71,9 @@ def _config_from_args(args):
         changes["holdout"] = tuple(args.holdout)
     if args.threads:
         changes["threads"] = args.threads
+    prior = cfg.prior
+    if args.prior_starts is not None:
+        prior = dataclasses.replace(prior, refine_starts=args.prior_starts)
     t = cfg.teacher
     if args.adam_steps is not None:
         t = dataclasses.replace(t, adam_steps=args.adam_steps)
@@ -79,11 +85,11 @@ def _config_from_args(args):
     o = cfg.ode
     if args.ode_steps is not None:
         o = dataclasses.replace(o, steps=args.ode_steps, enabled=args.ode_steps > 0)
-    for name in ("adam_steps", "ode_steps"):
+    for name in ("prior_starts", "adam_steps", "ode_steps"):
         v = getattr(args, name)
         if v is not None and v < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
-    return dataclasses.replace(cfg, teacher=t, ode=o, **changes)
+    return dataclasses.replace(cfg, prior=prior, teacher=t, ode=o, **changes)
 
 
 @command("fit", "learn the six rate functions from a recording (neural ODE)", _fit_arguments)

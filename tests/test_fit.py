@@ -239,8 +239,9 @@ def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["fit", str(path), "--out", str(run), "--adam-steps", "20",
                  "--lbfgs-steps", "2", "2", "--gn-steps", "2", "--ode-steps", "0",
-                 "--holdout", "-q"]) == 0
+                 "--prior-starts", "2", "--holdout", "-q"]) == 0
     assert load_fit(run).config.teacher.gauss_newton == ((0.04, 2),)
+    assert load_fit(run).config.prior.refine_starts == 2
     assert main(["rates", str(run), "--vmin", "-100", "--vmax", "40", "--step", "0.5",
                  "--out", str(tmp_path / "rates.csv")]) == 0
     with open(tmp_path / "rates.csv") as f:
@@ -274,6 +275,8 @@ def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
     assert "bad.h5" in err and "Traceback" not in err
     assert main(["fit", str(path), "--out", str(tmp_path / "r3"), "--adam-steps", "-1"]) == 2
     assert "--adam-steps" in capsys.readouterr().err
+    assert main(["fit", str(path), "--out", str(tmp_path / "r3"), "--prior-starts", "-1"]) == 2
+    assert "--prior-starts" in capsys.readouterr().err
 
 
 def test_fit_warns_about_measurement_noise(tiny_recording):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -127,12 +128,18 @@ def fitted_prior(data: TraceData, config: FitConfig, quiet: bool = True) -> Gate
         return prior
     stride = max(1, int(round(p.refine_dt / data.dt)))
     tf = TeacherForcing(data, window=config.teacher.window, stride=stride)
-    with tqdm(total=p.refine_starts, desc="prior", disable=quiet, leave=False) as bar:
+    t0, lines = time.perf_counter(), not quiet and not sys.stderr.isatty()
+    # like the trainer: a bar on a terminal, one line in a log
+    with tqdm(total=p.refine_starts, desc="prior", disable=quiet or lines, leave=False) as bar:
         def tick(k, value):
             bar.set_postfix(loss=f"{value:.3g}")
             bar.update()
-        refined, _ = refine_prior(tf, prior, p.refine_starts, p.refine_iter, seed=config.seed,
-                                  robust=config.teacher.robust, callback=tick)
+        refined, value = refine_prior(tf, prior, p.refine_starts, p.refine_iter,
+                                      seed=config.seed, robust=config.teacher.robust,
+                                      tau_floor=0.5 * stride * data.dt, callback=tick)
+    if lines:
+        print(f"prior: {p.refine_starts} starts, loss {value:.3e}, "
+              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return refined
 
 
