@@ -15,6 +15,9 @@ Prints a table and writes ``benchmarks/results/fit.json``::
     python benchmarks/fit.py --quick         # 1 seed, short
     python benchmarks/fit.py --cases seeds   # only some cases
     python benchmarks/fit.py --cases elsewhere --out /tmp/elsewhere.json
+
+With ``--cases``, rows of the other cases already in the output file are kept (a rerun of
+one case replaces only that case's rows).
 """
 
 from __future__ import annotations
@@ -117,6 +120,17 @@ def run_case(name, train, test, cfg, truth):
     return ev
 
 
+def case_group(case: str) -> str:
+    """The ``--cases`` name a result row belongs to."""
+    if case == "default":
+        return "seeds"
+    if case.startswith("noise"):
+        return "noise"
+    if case.startswith("prior"):
+        return "priors"
+    return "alpha_beta" if case == "alpha_beta" else "elsewhere"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed, clean data only")
@@ -142,6 +156,13 @@ def main(argv=None):
     print(f"{'targets':<22} {'':>4} {'<120':>7} {'<5':>7} {'<10':>7} {'<0.03':>7} {'<10':>7} "
           f"{'<1':>7}")
     rows = []
+    if args.out.exists():  # keep the rows of cases this run does not redo
+        try:
+            rows = [r for r in json.loads(args.out.read_text()).get("rows", [])
+                    if case_group(r.get("case", "")) not in args.cases]
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise SystemExit(f"{args.out}: not a fit benchmark result ({e}); "
+                             "remove it or choose another --out") from e
     summary = {
         "targets": TARGETS,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
