@@ -31,7 +31,7 @@ from .gauss_newton import NodeTable, curves, distill, levenberg_marquardt, volta
 from .prior import refine_prior
 from .shooting import MultipleShooting
 from .teacher import TeacherForcing
-from .trainer import Phase, Trainer, make_optimizer
+from .trainer import Phase, Trainer, make_optimizer, progress_lines
 
 __all__ = ["FitResult", "fit", "load_model", "load_fit", "free_run", "resolve_holdout"]
 
@@ -128,8 +128,7 @@ def fitted_prior(data: TraceData, config: FitConfig, quiet: bool = True) -> Gate
         return prior
     stride = max(1, int(round(p.refine_dt / data.dt)))
     tf = TeacherForcing(data, window=config.teacher.window, stride=stride)
-    t0, lines = time.perf_counter(), not quiet and not sys.stderr.isatty()
-    # like the trainer: a bar on a terminal, one line in a log
+    t0, lines = time.perf_counter(), progress_lines(quiet)
     with tqdm(total=p.refine_starts, desc="prior", disable=quiet or lines, leave=False) as bar:
         def tick(k, value):
             bar.set_postfix(loss=f"{value:.3g}")

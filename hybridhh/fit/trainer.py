@@ -63,6 +63,12 @@ class Phase:
     options: dict = field(default_factory=dict)
 
 
+def progress_lines(quiet: bool) -> bool:
+    """Progress as one line per phase instead of a bar: where stderr is not a terminal
+    (logs, CI) and not ``quiet``."""
+    return not quiet and not sys.stderr.isatty()
+
+
 def make_optimizer(kind: str, params, lr: float, options: dict | None = None):
     """Adam, or L-BFGS with a strong-Wolfe line search and no early stop on tolerances."""
     options = dict(options or {})
@@ -91,8 +97,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_every = checkpoint_every
         self.quiet = quiet
-        #: no bar but one line per phase where stderr is not a terminal (logs, CI)
-        self._lines = not quiet and not sys.stderr.isatty()
+        self._lines = progress_lines(quiet)
         self.monitor = monitor
         self.monitor_every = monitor_every
         self.phase_index = 0
