@@ -26,6 +26,10 @@ def _fit_arguments(p):
                    help="most Gauss-Newton iterations of each resolution (default 40: "
                         "adaptive steps up to 0.04 ms; it stops earlier once converged; "
                         "all 0 skips the stage)")
+    p.add_argument("--denoise-iter", type=int, default=None,
+                   help="iterations of the joint estimate of the noise-free V and the kinetics, "
+                        "run when the estimated noise on V exceeds 0.1 mV (default 3000; "
+                        "0 disables it)")
     p.add_argument("--ode-steps", type=int, default=None,
                    help="neural-ODE L-BFGS steps per window length (default 3; 0 disables)")
     p.add_argument("--holdout", nargs="*", default=None, metavar="TRACE",
@@ -82,14 +86,17 @@ def _config_from_args(args):
     if args.gn_steps is not None:
         gn = _counts("--gn-steps", args.gn_steps, t.gauss_newton)
         t = dataclasses.replace(t, gauss_newton=gn if any(n for _, n in gn) else ())
+    dn = cfg.denoise
+    if args.denoise_iter is not None:
+        dn = dataclasses.replace(dn, iterations=args.denoise_iter)
     o = cfg.ode
     if args.ode_steps is not None:
         o = dataclasses.replace(o, steps=args.ode_steps, enabled=args.ode_steps > 0)
-    for name in ("prior_starts", "adam_steps", "ode_steps"):
+    for name in ("prior_starts", "adam_steps", "denoise_iter", "ode_steps"):
         v = getattr(args, name)
         if v is not None and v < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
-    return dataclasses.replace(cfg, prior=prior, teacher=t, ode=o, **changes)
+    return dataclasses.replace(cfg, prior=prior, teacher=t, denoise=dn, ode=o, **changes)
 
 
 @command("fit", "learn the six rate functions from a recording (neural ODE)", _fit_arguments)

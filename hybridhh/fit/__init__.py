@@ -6,7 +6,7 @@ stage 2 (:mod:`.shooting`) trains the hybrid model as a neural ODE on V.
 """
 
 from .api import FitResult, fit, free_run, load_fit, load_model
-from .config import FitConfig, ODEConfig, PriorConfig, TeacherConfig
+from .config import DenoiseConfig, FitConfig, ODEConfig, PriorConfig, TeacherConfig
 
 __all__ = ["fit", "FitConfig", "FitResult", "load_model", "load_fit", "free_run",
-           "PriorConfig", "TeacherConfig", "ODEConfig"]
+           "PriorConfig", "TeacherConfig", "DenoiseConfig", "ODEConfig"]

@@ -27,6 +27,7 @@ from ..simulate import simulate
 from . import rundir
 from .config import FitConfig
 from .data import TraceData
+from .denoise import estimate_path
 from .gauss_newton import NodeTable, curves, distill, levenberg_marquardt, voltage_nodes
 from .prior import refine_prior
 from .shooting import MultipleShooting
@@ -171,8 +172,9 @@ def _rmse(model, data: TraceData) -> float:
     return float(torch.sqrt(((V - data.V) ** 2).mean()))
 
 
-def _gauss_newton(model, train: TraceData, t, teacher, stride_of):
-    """Levenberg–Marquardt on the tabulated kinetics, then the MLP fitted to the table;
+def _gauss_newton(model, train: TraceData, t, teacher, stride_of, denoise=None):
+    """Levenberg–Marquardt on the tabulated kinetics (then, with ``denoise``, the joint
+    estimate of the noise-free V path and the kinetics), then the MLP fitted to the table;
     returns (loss at the last Gauss–Newton resolution, model state) for a select phase."""
     nodes = voltage_nodes(train.V, t.gn_node_step)
     with torch.no_grad():
@@ -181,24 +183,57 @@ def _gauss_newton(model, train: TraceData, t, teacher, stride_of):
         tf = teacher(stride_of(float(step_ms)), t.adaptive)
         levenberg_marquardt(tf, table, int(iterations), t.gn_smoothness,
                             geodesic=t.gn_geodesic)
+    if denoise is not None:
+        denoise(table)  # the later teacher-forcing losses run along the estimated path
+        tf = teacher(stride_of(float(t.gauss_newton[-1][0])), t.adaptive)
     cand = copy.deepcopy(model)
     distill(cand, table, t.distill_iter)
     with torch.no_grad():
         return float(tf.loss(cand)), cand.state_dict()
 
 
-def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
-    t = cfg.teacher
+def _phases(model, train: TraceData, cfg: FitConfig, context: dict | None = None,
+            noise: float = 0.0, quiet: bool = True) -> list[Phase]:
+    """The phases of a fit. ``context`` (shared with the trainer, saved in checkpoints)
+    carries the denoised V path from the Gauss–Newton phase to the phases after it;
+    ``noise``: the estimated noise SD on V (mV), which decides whether there is one."""
+    t, dn = cfg.teacher, cfg.denoise
+    context = {} if context is None else context
     cache: dict[tuple, TeacherForcing] = {}
 
     def stride_of(step_ms):
         return max(1, int(round(step_ms / train.dt)))
 
+    def along():
+        """The data teacher forcing runs on: the recording, or its denoised V path."""
+        if "path" not in context:
+            return train
+        return TraceData(context["path"], train.I, train.dt, train.bio, train.names)
+
     def teacher(stride, adaptive=None):
-        if (stride, adaptive) not in cache:
-            cache[stride, adaptive] = TeacherForcing(train, window=t.window, stride=stride,
-                                                     adaptive=adaptive)
-        return cache[stride, adaptive]
+        key = (stride, adaptive, "path" in context)
+        if key not in cache:
+            cache[key] = TeacherForcing(along(), window=t.window, stride=stride,
+                                        adaptive=adaptive)
+        return cache[key]
+
+    denoise = None
+    if dn.threshold is not None and noise > dn.threshold and dn.iterations:
+        def denoise(table):
+            lines = progress_lines(quiet)
+            t0 = time.perf_counter()
+            with tqdm(total=dn.iterations, desc="denoise", disable=quiet or lines,
+                      leave=False) as bar:
+                def tick(k, value):
+                    bar.set_postfix(objective=f"{value:.4g}")
+                    bar.update(k - bar.n)
+                path, value = estimate_path(train, table, noise, dn.q, dn.iterations,
+                                            dn.scale, dn.smoothness, callback=tick)
+            context["path"] = path
+            if lines:
+                print(f"denoise: noise {noise:.3g} mV, {dn.iterations} iterations, "
+                      f"objective {value:.4g}, {time.perf_counter() - t0:.1f} s",
+                      file=sys.stderr, flush=True)
 
     params = model.parameters
     phases = []
@@ -264,8 +299,9 @@ def _phases(model, train: TraceData, cfg: FitConfig) -> list[Phase]:
         at = next((i for i, p in enumerate(phases) if p.optimizer in ("select", "lbfgs")),
                   len(phases) - 1)
         phases.insert(at + 1, Phase(
-            "teacher/gauss-newton", params,
-            lambda k: _gauss_newton(model, train, t, teacher, stride_of), 1, "select"))
+            "teacher/gauss-newton" + ("+denoise" if denoise else ""), params,
+            lambda k: _gauss_newton(model, train, t, teacher, stride_of, denoise), 1,
+            "select"))
     if cfg.ode.enabled and cfg.ode.steps:
         for w in cfg.ode.windows:
             holder = {}
@@ -319,15 +355,18 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
     if config.threads:
         torch.set_num_threads(config.threads)
     data = TraceData.from_recording(recording)
-    noise = data.noise_estimate()
-    if noise > NOISE_WARNING:
-        warnings.warn(
-            f"estimated measurement noise on V is {noise:.2g} mV: the teacher-forcing stages "
-            "fit voltage increments, which noise above ~0.1 mV biases (benchmark: 1 mV noise "
-            "gives tau errors of 30-85 %); expect unreliable rates, or average/filter the "
-            "recording first", UserWarning, stacklevel=2)
     hold = resolve_holdout(data.names, config.holdout)
     train = data.select([i for i in range(data.n_traces) if i not in hold])
+    noise, dn = train.noise_estimate(), config.denoise
+    denoising = (dn.threshold is not None and noise > dn.threshold and dn.iterations > 0
+                 and bool(config.teacher.gauss_newton))
+    if noise > NOISE_WARNING and not denoising:
+        warnings.warn(
+            f"estimated measurement noise on V is {noise:.2g} mV and the denoising stage is "
+            "off (config.denoise, needs the Gauss-Newton stage): the teacher-forcing stages "
+            "fit voltage increments, which noise above ~0.1 mV biases (benchmark: 1 mV noise "
+            "gives tau errors of 30-85 %); expect unreliable rates", UserWarning,
+            stacklevel=2)
     held = data.select(hold) if hold else None
     vrange = data.voltage_range()
     run_dir = Path(run_dir) if run_dir is not None else None
@@ -381,9 +420,10 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
         def monitor(m):
             return {"errors": summarize_errors(kinetics_errors(m, truth, *vrange))}
 
-    phases = _phases(model, train, config)
+    context: dict = {}
+    phases = _phases(model, train, config, context, noise if denoising else 0.0, quiet)
     trainer = Trainer(model, phases, run_dir=run_dir, checkpoint_every=config.checkpoint_every,
-                      quiet=quiet, monitor=monitor)
+                      quiet=quiet, monitor=monitor, context=context)
     if state is not None:
         trainer.load_state(state)
     history = trainer.run()

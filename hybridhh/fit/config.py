@@ -102,6 +102,27 @@ class TeacherConfig:
 
 
 @dataclass
+class DenoiseConfig:
+    """Stage 1b for noisy recordings (see :mod:`hybridhh.fit.denoise`): the noise-free V
+    path estimated jointly with the kinetics, after the Gauss–Newton stage; the stages
+    after it (distillation, polish, neural ODE starts) work along that path.
+
+    Runs when the estimated noise SD on V (:meth:`~hybridhh.fit.data.TraceData.noise_estimate`)
+    exceeds ``threshold`` mV (None: never). ``q`` (mV per sample step): how far the path
+    may depart from the model per step; ``iterations`` L-BFGS iterations on path and
+    kinetics together, the node values scaled by ``scale``; ``smoothness``: weight of
+    their roughness. Measured on the default set with 1 mV noise: see
+    :mod:`hybridhh.fit.denoise`.
+    """
+
+    threshold: float | None = 0.1
+    q: float = 0.03
+    iterations: int = 3000
+    scale: float = 0.1
+    smoothness: float = 0.01
+
+
+@dataclass
 class ODEConfig:
     """Stage 2, the neural ODE: free-running multiple shooting on V (see
     :mod:`hybridhh.fit.shooting`). Windows of ``windows`` ms (one entry per sub-stage),
@@ -152,6 +173,7 @@ class FitConfig:
     holdout: object = "auto"
     prior: PriorConfig = field(default_factory=PriorConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     ode: ODEConfig = field(default_factory=ODEConfig)
     threads: int | None = None
     checkpoint_every: int = 20
@@ -179,6 +201,11 @@ class FitConfig:
             raise ConfigError(f"teacher.adaptive must be > 0 mV and needs window == 1 "
                               f"(got adaptive={t.adaptive}, window={t.window}); set "
                               "adaptive=None for uniform steps")
+        dn = self.denoise
+        if (dn.threshold is not None and dn.threshold < 0) or dn.q <= 0 or \
+                dn.iterations < 0 or dn.scale <= 0 or dn.smoothness < 0:
+            raise ConfigError(f"denoise: threshold must be >= 0 mV or None, q > 0 mV, "
+                              f"iterations >= 0, scale > 0, smoothness >= 0 (got {dn})")
         if self.ode.enabled and any(w <= 0 for w in self.ode.windows):
             raise ConfigError(f"ode.windows must be > 0 ms, got {self.ode.windows}")
 
@@ -192,7 +219,8 @@ class FitConfig:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown FitConfig fields: {sorted(unknown)}")
-        sub = {"prior": PriorConfig, "teacher": TeacherConfig, "ode": ODEConfig}
+        sub = {"prior": PriorConfig, "teacher": TeacherConfig, "denoise": DenoiseConfig,
+               "ode": ODEConfig}
         for name, typ in sub.items():
             if name in d and isinstance(d[name], dict):
                 fields = {f.name for f in dataclasses.fields(typ)}

@@ -29,7 +29,8 @@ class MultipleShooting:
     window
         Window length, ms.
     teacher
-        Teacher forcing on the same data at stride 1: supplies the gates at window starts.
+        Teacher forcing at stride 1 on the same traces, or on their denoised V
+        (:mod:`hybridhh.fit.denoise`): supplies V and the gates at window starts.
     max_windows
         Windows used per loss evaluation (a seeded random subset when there are more).
     stride
@@ -94,7 +95,8 @@ class MultipleShooting:
             dV = (I - ionic_current(V, x, bio)) / bio.C_m
             return torch.cat([dV[:, None], dx], 1)
 
-        y0 = torch.cat([V_obs[:, :1], x0], 1)
+        # the start V is the teacher's (the recorded V, or its denoised path)
+        y0 = torch.cat([self.teacher.V[b, s][:, None], x0], 1)
         if self.method in ("dopri5", "dopri8", "bosh3", "adaptive_heun"):
             y = odeint(f, y0, self.t, method=self.method, rtol=1e-11, atol=1e-11,
                        options={"step_t": self.t})

@@ -91,8 +91,11 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, phases: list[Phase], run_dir=None,
                  checkpoint_every: int = 20, quiet: bool = False,
-                 monitor: Callable | None = None, monitor_every: int = 10):
+                 monitor: Callable | None = None, monitor_every: int = 10,
+                 context: dict | None = None):
         self.model = model
+        #: tensors phases share with later phases (e.g. a denoised V); saved in checkpoints
+        self.context = context if context is not None else {}
         self.phases = phases
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_every = checkpoint_every
@@ -125,6 +128,7 @@ class Trainer:
             "rollbacks": self.rollbacks,
             "model": self.model.state_dict(),
             "snapshots": self.snapshots,
+            "context": self.context,
             "optimizer": self._opt.state_dict() if self._opt is not None else {},
             "rng": torch.get_rng_state(),
         }
@@ -138,6 +142,8 @@ class Trainer:
         self.rollbacks = int(st["rollbacks"])
         self.model.load_state_dict(st["model"])
         self.snapshots = dict(st["snapshots"])
+        self.context.clear()
+        self.context.update(st.get("context", {}))
         self._opt_state = st["optimizer"] or None
         torch.set_rng_state(st["rng"])
 
