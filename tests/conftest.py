@@ -1,4 +1,4 @@
-"""Shared fixtures of the simulator tests."""
+"""Shared fixtures of the tests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import pytest
 
 from hybridhh.biophysics import Biophysics
 from hybridhh.kinetics import HHKinetics
+from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid
+from hybridhh.recording import simulate_recording
 
 
 def _spike_times(V, time, threshold: float = 0.0) -> list[np.ndarray]:
@@ -37,3 +39,13 @@ def hh_modern():
 def bio_modern():
     """Standard squid-axon biophysics, modern convention."""
     return Biophysics.standard("modern")
+
+
+@pytest.fixture(scope="session")
+def tiny_recording():
+    """6 traces x 40 ms at dt 0.025 ms: steps and OU noise, modern convention (the fitter's
+    small test recording)."""
+    t = time_grid(40.0, 0.025)
+    stim = Stimulus.concat([steps(t, [3.0, 10.0, 30.0, -8.0], start=2.0),
+                            ou_noise(t, 3.0, 10.0, 2.0, seed=3, n=2)])
+    return simulate_recording(stim, Biophysics.standard("modern"), method="rk4")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from hybridhh.biophysics import Biophysics
 from hybridhh.cli import main
 from hybridhh.fit import DenoiseConfig, FitConfig, fit
 from hybridhh.fit.data import TraceData
@@ -19,19 +18,9 @@ from hybridhh.fit.shooting import MultipleShooting
 from hybridhh.fit.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
 from hybridhh.metrics import kinetics_errors, summarize_errors
-from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid
-from hybridhh.recording import simulate_recording, write_recording
+from hybridhh.recording import write_recording
 
 SIGMA = 0.5  # mV
-
-
-@pytest.fixture(scope="module")
-def clean():
-    """6 traces x 40 ms at dt 0.025 ms (steps and OU noise), noise-free, as TraceData."""
-    t = time_grid(40.0, 0.025)
-    stim = Stimulus.concat([steps(t, [3.0, 10.0, 30.0, -8.0], start=2.0),
-                            ou_noise(t, 3.0, 10.0, 2.0, seed=3, n=2)])
-    return simulate_recording(stim, Biophysics.standard("modern"), method="rk4")
 
 
 def _noisy(data: TraceData, sigma: float = SIGMA) -> TraceData:
@@ -49,18 +38,18 @@ def _table(data, shift=0.0, tau_factor=1.0) -> NodeTable:
                                        torch.log(tau * tau_factor).T]))
 
 
-def test_path_residual_is_the_teacher_forcing_residual(clean):
+def test_path_residual_is_the_teacher_forcing_residual(tiny_recording):
     """Along the recorded V, the differentiable residual equals teacher forcing's at
     stride 1 (which interpolates the kinetics on a 0.05 mV grid: hence 5e-5 mV, against
     residuals up to 0.06 mV)."""
-    data = TraceData.from_recording(clean)
+    data = TraceData.from_recording(tiny_recording)
     ref = TeacherForcing(data).residual(HHKinetics())
     torch.testing.assert_close(path_residual(data.V, data, HHKinetics()), ref,
                                rtol=0.0, atol=5e-5)
 
 
-def test_path_residual_gradient_matches_finite_differences(clean):
-    data = TraceData.from_recording(clean).select([2])  # a spiking trace
+def test_path_residual_gradient_matches_finite_differences(tiny_recording):
+    data = TraceData.from_recording(tiny_recording).select([2])  # a spiking trace
     short = TraceData(data.V[:, 100:160].clone(), data.I[:, 100:160], data.dt, data.bio,
                       data.names)
     U = short.V.clone().requires_grad_(True)
@@ -68,10 +57,10 @@ def test_path_residual_gradient_matches_finite_differences(clean):
                                     eps=1e-6, atol=1e-7)
 
 
-def test_estimated_path_removes_the_noise_and_keeps_the_true_kinetics(clean):
+def test_estimated_path_removes_the_noise_and_keeps_the_true_kinetics(tiny_recording):
     """From the true kinetics, 0.5 mV noise: the path comes within 0.1 mV RMS of the
     noise-free V (measured 0.06) and the kinetics stay within 3 % tau median (1.8)."""
-    data = TraceData.from_recording(clean)
+    data = TraceData.from_recording(tiny_recording)
     noisy = _noisy(data)
     table = _table(data)
     U, value = estimate_path(noisy, table, SIGMA, iterations=400)
@@ -81,10 +70,10 @@ def test_estimated_path_removes_the_noise_and_keeps_the_true_kinetics(clean):
     assert errs["tau_median"] < 0.03 and errs["xinf_max"] < 0.03
 
 
-def test_estimated_path_moves_wrong_kinetics_towards_the_truth(clean):
+def test_estimated_path_moves_wrong_kinetics_towards_the_truth(tiny_recording):
     """From curves 30 % off in tau (x_inf shifted), 400 iterations at least
     shrink the worst tau median error by 40 % (measured: 0.30 -> 0.15)."""
-    data = TraceData.from_recording(clean)
+    data = TraceData.from_recording(tiny_recording)
     table = _table(data, shift=0.3, tau_factor=1.3)
     vr = data.voltage_range()
     before = summarize_errors(kinetics_errors(table, HHKinetics(), *vr))["tau_median"]
@@ -93,12 +82,12 @@ def test_estimated_path_moves_wrong_kinetics_towards_the_truth(clean):
     assert before > 0.25 and after < 0.6 * before
 
 
-def test_estimate_path_survives_a_nan_objective(clean, monkeypatch):
+def test_estimate_path_survives_a_nan_objective(tiny_recording, monkeypatch):
     """A non-finite objective (a wild line-search step) never returns NaN: the best
     finite state so far, or the start."""
     import hybridhh.fit.denoise as dn
 
-    data = TraceData.from_recording(clean)
+    data = TraceData.from_recording(tiny_recording)
     noisy = _noisy(data)
     table = _table(data)
     P0 = table.P.clone()
@@ -112,9 +101,9 @@ def _noisy_recording(rec, sigma=SIGMA):
     return dataclasses.replace(rec, voltage=V)
 
 
-def test_fit_denoises_noisy_recordings_only(clean):
+def test_fit_denoises_noisy_recordings_only(tiny_recording):
     """The stage runs (its phase is named so) when the estimated noise exceeds the
-    threshold, and not on clean data; nothing is warned about when it runs."""
+    threshold, and not on tiny_recording data; nothing is warned about when it runs."""
     import warnings
 
     cfg = FitConfig.quick(holdout=(), ode=dataclasses.replace(FitConfig.quick().ode,
@@ -122,20 +111,20 @@ def test_fit_denoises_noisy_recordings_only(clean):
                           denoise=DenoiseConfig(iterations=50))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        res = fit(_noisy_recording(clean), cfg, quiet=True)
+        res = fit(_noisy_recording(tiny_recording), cfg, quiet=True)
     assert "teacher/gauss-newton+denoise" in {h["phase"] for h in res.history}
-    res = fit(clean, cfg, quiet=True)
+    res = fit(tiny_recording, cfg, quiet=True)
     assert "teacher/gauss-newton" in {h["phase"] for h in res.history}
     off = dataclasses.replace(cfg, denoise=DenoiseConfig(threshold=None))
     with pytest.warns(UserWarning, match="denoising stage is off"):
-        fit(_noisy_recording(clean), off, quiet=True)
+        fit(_noisy_recording(tiny_recording), off, quiet=True)
 
 
-def test_resume_after_denoising_restores_the_path(clean, tmp_path, monkeypatch):
+def test_resume_after_denoising_restores_the_path(tiny_recording, tmp_path, monkeypatch):
     """Interrupted in the neural-ODE stage (after the path was estimated), a resumed fit
     ends bitwise where an uninterrupted one does: the path travels in the checkpoint."""
     cfg = FitConfig.quick(holdout=(), denoise=DenoiseConfig(iterations=50))
-    rec = _noisy_recording(clean)
+    rec = _noisy_recording(tiny_recording)
     full = fit(rec, cfg, run_dir=tmp_path / "full", quiet=True)
     original = MultipleShooting.loss
 
@@ -151,9 +140,9 @@ def test_resume_after_denoising_restores_the_path(clean, tmp_path, monkeypatch):
         assert torch.equal(p, q)
 
 
-def test_cli_denoise_iter(clean, tmp_path, capsys):
+def test_cli_denoise_iter(tiny_recording, tmp_path, capsys):
     path = tmp_path / "noisy.h5"
-    write_recording(path, _noisy_recording(clean))
+    write_recording(path, _noisy_recording(tiny_recording))
     assert main(["fit", str(path), "--out", str(tmp_path / "r"), "--denoise-iter", "-1"]) == 2
     assert "--denoise-iter" in capsys.readouterr().err
     quick = tmp_path / "quick.json"

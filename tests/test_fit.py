@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from hybridhh.biophysics import Biophysics
 from hybridhh.cli import main
 from hybridhh.errors import ConfigError, RunDirError
 from hybridhh.fit import FitConfig, fit, load_fit, load_model
@@ -20,19 +19,10 @@ from hybridhh.fit.shooting import MultipleShooting
 from hybridhh.fit.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
 from hybridhh.metrics import kinetics_errors, summarize_errors
-from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid
+from hybridhh.protocols import Stimulus
 from hybridhh.rates_table import REQUIRED, read_rates_csv
-from hybridhh.recording import simulate_recording, write_recording
+from hybridhh.recording import write_recording
 from hybridhh.simulate import simulate
-
-
-@pytest.fixture(scope="module")
-def tiny_recording():
-    """6 traces x 40 ms at dt 0.025 ms: steps and OU noise, modern convention."""
-    t = time_grid(40.0, 0.025)
-    stim = Stimulus.concat([steps(t, [3.0, 10.0, 30.0, -8.0], start=2.0),
-                            ou_noise(t, 3.0, 10.0, 2.0, seed=3, n=2)])
-    return simulate_recording(stim, Biophysics.standard("modern"), method="rk4")
 
 
 def test_linear_scan_matches_loop():
