@@ -193,10 +193,10 @@ def _gauss_newton(model, train: TraceData, t, teacher, stride_of, denoise=None):
 
 
 def _phases(model, train: TraceData, cfg: FitConfig, context: dict | None = None,
-            noise: float = 0.0, quiet: bool = True) -> list[Phase]:
-    """The phases of a fit. ``context`` (shared with the trainer, saved in checkpoints)
-    carries the denoised V path from the Gauss–Newton phase to the phases after it;
-    ``noise``: the estimated noise SD on V (mV), which decides whether there is one."""
+            sigma: float | None = None, quiet: bool = True) -> list[Phase]:
+    """The phases of a fit. ``sigma``: the noise SD on V (mV) with which stage 1b
+    estimates the noise-free V path (None: no stage 1b); ``context`` (shared with the
+    trainer, saved in checkpoints) carries the path to the phases after it."""
     t, dn = cfg.teacher, cfg.denoise
     context = {} if context is None else context
     cache: dict[tuple, TeacherForcing] = {}
@@ -218,7 +218,7 @@ def _phases(model, train: TraceData, cfg: FitConfig, context: dict | None = None
         return cache[key]
 
     denoise = None
-    if dn.threshold is not None and noise > dn.threshold and dn.iterations:
+    if sigma is not None:
         def denoise(table):
             lines = progress_lines(quiet)
             t0 = time.perf_counter()
@@ -227,11 +227,11 @@ def _phases(model, train: TraceData, cfg: FitConfig, context: dict | None = None
                 def tick(k, value):
                     bar.set_postfix(objective=f"{value:.4g}")
                     bar.update(k - bar.n)
-                path, value = estimate_path(train, table, noise, dn.q, dn.iterations,
+                path, value = estimate_path(train, table, sigma, dn.q, dn.iterations,
                                             dn.scale, dn.smoothness, callback=tick)
             context["path"] = path
             if lines:
-                print(f"denoise: noise {noise:.3g} mV, {dn.iterations} iterations, "
+                print(f"denoise: noise {sigma:.3g} mV, {dn.iterations} iterations, "
                       f"objective {value:.4g}, {time.perf_counter() - t0:.1f} s",
                       file=sys.stderr, flush=True)
 
@@ -421,7 +421,7 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
             return {"errors": summarize_errors(kinetics_errors(m, truth, *vrange))}
 
     context: dict = {}
-    phases = _phases(model, train, config, context, noise if denoising else 0.0, quiet)
+    phases = _phases(model, train, config, context, noise if denoising else None, quiet)
     trainer = Trainer(model, phases, run_dir=run_dir, checkpoint_every=config.checkpoint_every,
                       quiet=quiet, monitor=monitor, context=context)
     if state is not None:
