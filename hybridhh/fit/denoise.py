@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..model import ionic_current
 from .data import TraceData
 from .gauss_newton import NodeTable, second_difference
 from .scan import linear_scan
@@ -62,9 +63,8 @@ def path_residual(U: torch.Tensor, data: TraceData, kinetics) -> torch.Tensor:
     x_inf, tau = kinetics.inf_tau(Um)  # [B, T-1, 3]
     log_a = (-h / tau).movedim(-1, 0)
     x0 = kinetics.inf_tau(U[:, 0])[0].movedim(-1, 0)
-    m, hg, n = linear_scan(log_a, -torch.expm1(log_a) * x_inf.movedim(-1, 0), x0)
-    I_ion = (bio.g_Na * m**3 * hg * (U - bio.E_Na) + bio.g_K * (n * n) ** 2 * (U - bio.E_K)
-             + bio.g_L * (U - bio.E_L))
+    x = linear_scan(log_a, -torch.expm1(log_a) * x_inf.movedim(-1, 0), x0)  # [3, B, T]
+    I_ion = ionic_current(U, x.movedim(0, -1), bio)
     charge = 0.5 * h * (data.I[:, 1:] + data.I[:, :-1] - I_ion[:, 1:] - I_ion[:, :-1])
     return charge / bio.C_m - (U[:, 1:] - U[:, :-1])
 
