@@ -27,8 +27,9 @@ def _fit_arguments(p):
                         "adaptive steps up to 0.04 ms; it stops earlier once converged; "
                         "all 0 skips the stage)")
     p.add_argument("--denoise-iter", type=int, default=None,
-                   help="iterations of the joint estimate of the noise-free V and the kinetics, "
-                        "run when the estimated noise on V exceeds 0.1 mV (default 3000; "
+                   help="most Levenberg-Marquardt iterations of the joint estimate of the "
+                        "noise-free V and the kinetics, run when the estimated noise on V "
+                        "exceeds 0.1 mV (default 30; it stops earlier once converged; "
                         "0 disables it)")
     p.add_argument("--ode-steps", type=int, default=None,
                    help="neural-ODE L-BFGS steps per window length (default 3; 0 disables)")

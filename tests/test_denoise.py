@@ -12,7 +12,7 @@ import torch
 from hybridhh.cli import main
 from hybridhh.fit import DenoiseConfig, FitConfig, fit
 from hybridhh.fit.data import TraceData
-from hybridhh.fit.denoise import estimate_path, path_residual
+from hybridhh.fit.denoise import PathSmoother, estimate_path
 from hybridhh.fit.gauss_newton import NodeTable, voltage_nodes
 from hybridhh.fit.shooting import MultipleShooting
 from hybridhh.fit.teacher import TeacherForcing
@@ -38,61 +38,106 @@ def _table(data, shift=0.0, tau_factor=1.0) -> NodeTable:
                                        torch.log(tau * tau_factor).T]))
 
 
-def test_path_residual_is_the_teacher_forcing_residual(tiny_recording):
-    """Along the recorded V, the differentiable residual equals teacher forcing's at
-    stride 1 (which interpolates the kinetics on a 0.05 mV grid: hence 5e-5 mV, against
-    residuals up to 0.06 mV)."""
+def _smoother(data, table, sigma=SIGMA):
+    return PathSmoother(data, table.nodes, sigma, q=0.03, q_gate=1e-4, smoothness=0.01)
+
+
+def test_on_the_model_the_residuals_are_teacher_forcings(tiny_recording):
+    """With the gates following the recorded V, the current-balance residual equals teacher
+    forcing's at stride 1 (which interpolates the kinetics on a 0.05 mV grid: hence 5e-5 mV,
+    against residuals up to 0.06 mV), and the gate residuals vanish."""
     data = TraceData.from_recording(tiny_recording)
-    ref = TeacherForcing(data).residual(HHKinetics())
-    torch.testing.assert_close(path_residual(data.V, data, HHKinetics()), ref,
-                               rtol=0.0, atol=5e-5)
+    table = _table(data)
+    pb = _smoother(data, table)
+    U, P = data.V.numpy(), table.P.numpy()
+    ev = pb.evaluate(U, pb.gates(U, P), P)
+    ref = TeacherForcing(data).residual(table).numpy()
+    np.testing.assert_allclose(ev["FV"], ref, rtol=0.0, atol=5e-5)
+    assert np.abs(ev["Fx"]).max() < 1e-10 and np.abs(ev["F0"]).max() < 1e-12  # scan rounding
 
 
-def test_path_residual_gradient_matches_finite_differences(tiny_recording):
-    data = TraceData.from_recording(tiny_recording).select([2])  # a spiking trace
-    short = TraceData(data.V[:, 100:160].clone(), data.I[:, 100:160], data.dt, data.bio,
-                      data.names)
-    U = short.V.clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda u: path_residual(u, short, HHKinetics()), (U,),
-                                    eps=1e-6, atol=1e-7)
+def test_jacobians_match_finite_differences(tiny_recording):
+    """The sparse Jacobians of a spiking trace's residual, off the model (gates and
+    kinetics perturbed), against central differences in a random direction."""
+    data = TraceData.from_recording(tiny_recording).select([2, 3])  # trace 2 spikes
+    table = _table(data, shift=0.2, tau_factor=1.2)
+    pb = _smoother(data, table)
+    rng = np.random.default_rng(0)
+    U = data.V.numpy() + rng.normal(0.0, 0.3, data.V.shape)
+    P = table.P.numpy()
+    X = np.clip(pb.gates(U, P) + rng.normal(0.0, 0.01, (3, *U.shape)), 0.01, 0.99)
+    dU, dX, dP = (rng.normal(size=U.shape), rng.normal(0.0, 0.01, X.shape),
+                  rng.normal(0.0, 0.1, P.shape))
+    eps = 1e-6
+    for b in range(2):
+        r, Jz, JP = pb.system(b, pb.evaluate(U, X, P))
+        dz = np.concatenate([dU[b][:, None], dX[:, b].T], 1).reshape(-1)
+        plus = pb.system(b, pb.evaluate(U + eps * dU, X + eps * dX, P + eps * dP))[0]
+        minus = pb.system(b, pb.evaluate(U - eps * dU, X - eps * dX, P - eps * dP))[0]
+        fd = (plus - minus) / (2 * eps)
+        lin = Jz @ dz + JP @ dP.reshape(-1)
+        assert np.linalg.norm(lin - fd) < 1e-6 * np.linalg.norm(fd)
+        assert np.abs(JP @ dP.reshape(-1)).max() > 0  # the kinetics part is exercised
+
+
+def test_objective_is_the_sum_of_squared_residuals(tiny_recording):
+    data = TraceData.from_recording(tiny_recording)
+    table = _table(data, shift=0.2)
+    pb = _smoother(data, table)
+    U, P = _noisy(data).V.numpy(), table.P.numpy()
+    ev = pb.evaluate(U, pb.gates(U, P) * 0.98, P)
+    total = sum(float(np.square(pb.system(b, ev)[0]).sum()) for b in range(data.n_traces))
+    total += 0.01 * float(np.square(P @ pb.D2.T).sum())
+    assert pb.objective(ev) == pytest.approx(total, rel=1e-12)
 
 
 def test_estimated_path_removes_the_noise_and_keeps_the_true_kinetics(tiny_recording):
     """From the true kinetics, 0.5 mV noise: the path comes within 0.1 mV RMS of the
-    noise-free V (measured 0.06) and the kinetics stay within 3 % tau median (1.8)."""
+    noise-free V (measured 0.065) and the estimate stays near the truth: worst tau median
+    error below 7 % (4.6 %, n), x_inf within 0.08 (0.054). This short recording (6 x 40 ms)
+    constrains the kinetics loosely: at 0.05 mV noise the same errors are 4.7 % and 0.034."""
     data = TraceData.from_recording(tiny_recording)
     noisy = _noisy(data)
     table = _table(data)
-    U, value = estimate_path(noisy, table, SIGMA, iterations=400)
+    U, value = estimate_path(noisy, table, SIGMA)
     assert np.isfinite(value)
     assert float((U - data.V).square().mean().sqrt()) < 0.1
     errs = summarize_errors(kinetics_errors(table, HHKinetics(), *data.voltage_range()))
-    assert errs["tau_median"] < 0.03 and errs["xinf_max"] < 0.03
+    assert errs["tau_median"] < 0.07 and errs["xinf_max"] < 0.08
 
 
 def test_estimated_path_moves_wrong_kinetics_towards_the_truth(tiny_recording):
-    """From curves 30 % off in tau (x_inf shifted), 400 iterations at least
-    shrink the worst tau median error by 40 % (measured: 0.30 -> 0.15)."""
+    """From curves 30 % off in tau (x_inf shifted), with 0.5 mV noise, the worst tau
+    median error shrinks at least 5-fold (measured: 0.30 -> 0.041, converged after 7
+    iterations; from the truth it ends at 0.046)."""
     data = TraceData.from_recording(tiny_recording)
     table = _table(data, shift=0.3, tau_factor=1.3)
     vr = data.voltage_range()
     before = summarize_errors(kinetics_errors(table, HHKinetics(), *vr))["tau_median"]
-    estimate_path(_noisy(data), table, SIGMA, iterations=400)
+    estimate_path(_noisy(data), table, SIGMA)
     after = summarize_errors(kinetics_errors(table, HHKinetics(), *vr))["tau_median"]
-    assert before > 0.25 and after < 0.6 * before
+    assert before > 0.25 and after < 0.2 * before
 
 
-def test_estimate_path_survives_a_nan_objective(tiny_recording, monkeypatch):
-    """A non-finite objective (a wild line-search step) never returns NaN: the best
-    finite state so far, or the start."""
-    import hybridhh.fit.denoise as dn
-
+def test_estimate_path_never_returns_a_non_finite_state(tiny_recording, monkeypatch):
+    """Steps whose objective is not finite are refused (the start is kept); a start that
+    is not finite returns the recording and an infinite objective, the kinetics unchanged."""
     data = TraceData.from_recording(tiny_recording)
     noisy = _noisy(data)
-    table = _table(data)
+    table = _table(data, shift=0.3)
     P0 = table.P.clone()
-    monkeypatch.setattr(dn, "path_residual", lambda U, d, k: U[:, 1:] * float("nan"))
-    U, value = estimate_path(noisy, table, SIGMA, iterations=20, chunk=10)
+    calls = []
+    original = PathSmoother.objective
+
+    def first_finite(self, ev):
+        calls.append(1)
+        return original(self, ev) if len(calls) == 1 else float("nan")
+
+    monkeypatch.setattr(PathSmoother, "objective", first_finite)
+    U, value = estimate_path(noisy, table, SIGMA, iterations=3)
+    assert np.isfinite(value) and torch.equal(U, noisy.V) and torch.equal(table.P, P0)
+    monkeypatch.setattr(PathSmoother, "objective", lambda self, ev: float("inf"))
+    U, value = estimate_path(noisy, table, SIGMA, iterations=3)
     assert value == float("inf") and torch.equal(U, noisy.V) and torch.equal(table.P, P0)
 
 
@@ -108,7 +153,7 @@ def test_fit_denoises_noisy_recordings_only(tiny_recording):
 
     cfg = FitConfig.quick(holdout=(), ode=dataclasses.replace(FitConfig.quick().ode,
                                                                enabled=False),
-                          denoise=DenoiseConfig(iterations=50))
+                          denoise=DenoiseConfig(iterations=5))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = fit(_noisy_recording(tiny_recording), cfg, quiet=True)
@@ -123,7 +168,7 @@ def test_fit_denoises_noisy_recordings_only(tiny_recording):
 def test_resume_after_denoising_restores_the_path(tiny_recording, tmp_path, monkeypatch):
     """Interrupted in the neural-ODE stage (after the path was estimated), a resumed fit
     ends bitwise where an uninterrupted one does: the path travels in the checkpoint."""
-    cfg = FitConfig.quick(holdout=(), denoise=DenoiseConfig(iterations=50))
+    cfg = FitConfig.quick(holdout=(), denoise=DenoiseConfig(iterations=5))
     rec = _noisy_recording(tiny_recording)
     full = fit(rec, cfg, run_dir=tmp_path / "full", quiet=True)
     original = MultipleShooting.loss

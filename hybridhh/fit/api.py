@@ -227,11 +227,13 @@ def _phases(model, train: TraceData, cfg: FitConfig, context: dict | None = None
                 def tick(k, value):
                     bar.set_postfix(objective=f"{value:.4g}")
                     bar.update(k - bar.n)
-                path, value = estimate_path(train, table, sigma, dn.q, dn.iterations,
-                                            dn.scale, dn.smoothness, callback=tick)
+                    done[0] = k
+                done = [0]
+                path, value = estimate_path(train, table, sigma, dn.q, dn.q_gate,
+                                            dn.iterations, dn.smoothness, callback=tick)
             context["path"] = path
             if lines:
-                print(f"denoise: noise {sigma:.3g} mV, {dn.iterations} iterations, "
+                print(f"denoise: noise {sigma:.3g} mV, {done[0]} iterations, "
                       f"objective {value:.4g}, {time.perf_counter() - t0:.1f} s",
                       file=sys.stderr, flush=True)
 

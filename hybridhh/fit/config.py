@@ -103,22 +103,30 @@ class TeacherConfig:
 
 @dataclass
 class DenoiseConfig:
-    """Stage 1b for noisy recordings (see :mod:`hybridhh.fit.denoise`): the noise-free V
-    path estimated jointly with the kinetics, after the Gauss–Newton stage; the stages
-    after it (distillation, polish, neural ODE starts) work along that path.
+    """Stage 1b for noisy recordings (see :mod:`hybridhh.fit.denoise`): the noise-free
+    path (V and gates at every sample) estimated jointly with the kinetics, after the
+    Gauss–Newton stage; the stages after it (distillation, polish, neural ODE starts) work
+    along that path.
 
     Runs when the estimated noise SD on V (:meth:`~hybridhh.fit.data.TraceData.noise_estimate`)
-    exceeds ``threshold`` mV (None: never). ``q`` (mV per sample step): how far the path
-    may depart from the model per step; ``iterations`` L-BFGS iterations on path and
-    kinetics together, the node values scaled by ``scale``; ``smoothness``: weight of
-    their roughness. Measured on the default set with 1 mV noise: see
-    :mod:`hybridhh.fit.denoise`.
+    exceeds ``threshold`` mV (None: never). ``q`` (mV per sample step) and ``q_gate``
+    (per step): how far V and the gates may depart from the model per step;
+    ``iterations``: Levenberg–Marquardt iterations at most (it stops when one lowers the
+    objective by less than 1e-4, relative); ``smoothness``: weight of the kinetics'
+    roughness.
+
+    Measured on the default set with 1 mV noise (fit seed 0, from the fit's Gauss–Newton
+    result, tau median 9.1/25.9/80.0 % m/h/n): converged after 12 iterations, 47 s; tau
+    median 1.2/1.0/2.5 %, p90 4.0/2.9/6.8 %, x_inf max error 0.014/0.010/0.018, the
+    path within 0.079 mV RMS of the noise-free V. The L-BFGS version this replaces
+    (path and kinetics, gates following the path) took 3000 iterations, 450 s, for
+    6.4/5.2/10.8 %.
     """
 
     threshold: float | None = 0.1
     q: float = 0.03
-    iterations: int = 3000
-    scale: float = 0.1
+    q_gate: float = 1e-4
+    iterations: int = 30
     smoothness: float = 0.01
 
 
@@ -203,9 +211,9 @@ class FitConfig:
                               "adaptive=None for uniform steps")
         dn = self.denoise
         if (dn.threshold is not None and dn.threshold < 0) or dn.q <= 0 or \
-                dn.iterations < 0 or dn.scale <= 0 or dn.smoothness < 0:
+                dn.q_gate <= 0 or dn.iterations < 0 or dn.smoothness < 0:
             raise ConfigError(f"denoise: threshold must be >= 0 mV or None, q > 0 mV, "
-                              f"iterations >= 0, scale > 0, smoothness >= 0 (got {dn})")
+                              f"q_gate > 0, iterations >= 0, smoothness >= 0 (got {dn})")
         if self.ode.enabled and any(w <= 0 for w in self.ode.windows):
             raise ConfigError(f"ode.windows must be > 0 ms, got {self.ode.windows}")
 

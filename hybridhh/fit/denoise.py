@@ -1,4 +1,4 @@
-"""Stage 1b, for noisy recordings: the noise-free voltage path, estimated with the kinetics.
+"""Stage 1b, for noisy recordings: the noise-free state path, estimated with the kinetics.
 
 Teacher forcing computes gates and currents along the *recorded* V. With measurement
 noise on V those regressors are noisy and the loss's optimum moves away from the true
@@ -6,72 +6,234 @@ kinetics (errors in variables; 1 mV noise: tau errors of 10-65 % at the optimum,
 ``benchmarks/noise_bias.py``). Smoothing V first does not help: the spikes are too sharp
 for any fixed filter (Savitzky–Golay over 0.4 ms moves the optimum by 3-30 % on clean data).
 
-Instead the noise-free path ``U`` (one value per sample) is an unknown too, estimated
-together with the kinetics by minimising (weak-constraint state estimation)::
+Instead the noise-free state at every sample — the voltage ``U`` and the gates ``x`` of
+m, h, n — is unknown too, estimated together with the kinetics ``P`` (logit x_inf and
+log tau on voltage nodes, :class:`~hybridhh.fit.gauss_newton.NodeTable`) by weighted
+least squares (weak-constraint state estimation, as in 4D-Var smoothers)::
 
-    sum_k (y_k - U_k)² / sigma²  +  sum_k F_k(U, kinetics)² / q²   (per sample, averaged)
-    + smoothness |D² P|²
+    sum_k (y_k - U_k)² / sigma²                          the recording
+  + sum_k FV_k(U, x)² / q²                               the current balance, per step
+  + sum_k,g Fx_k,g(U, x, P)² / q_gate²  (+ x_0 at rest)  the gate equations, per step
+  + smoothness |D² P|²                                    roughness of the node curves
 
-``y``: the recorded V; ``sigma``: its noise SD (estimated from the data); ``F``: the
-teacher-forcing residual of the hybrid model along ``U`` at every sample (the voltage
-increment the model predicts minus the increment of ``U``); ``q``: how far (mV) the path
-may depart from the model per sample step; ``P``: the kinetics on voltage nodes
-(:class:`~hybridhh.fit.gauss_newton.NodeTable`) with its roughness penalty. As ``q``
-shrinks this becomes the maximum-likelihood fit of a deterministic model; the path is a
-model-based smoother that follows the spikes. Both unknowns go to one L-BFGS (the node
-values scaled by ``scale``; alternating path and kinetics steps converges far more slowly:
-the two trade off along a flat valley).
+(the data and model sums divided by the number of samples). ``y``: the recorded V;
+``sigma``: its noise SD, estimated from the data; ``FV``: the trapezoidal voltage
+increment the model predicts minus the increment of ``U`` (as teacher forcing's
+residual); ``Fx``: ``x[k+1] - (x_inf + (x[k] - x_inf) exp(-dt / tau))`` at the step's
+midpoint voltage (the exponential-midpoint gate step). ``q`` (mV) says how far the path
+may depart from the model per sample step, ``q_gate`` the same for the gates (tiny: they
+are deterministic, so as both shrink this becomes the maximum-likelihood fit of the model).
 
-Measured on the default set with 1 mV noise (training traces, 150 000 samples; one
-objective + gradient 72 ms on 2 cores):
+Every residual couples only neighbouring samples, so the Jacobian is sparse and exact,
+and Levenberg–Marquardt solves its normal equations directly: per trace, the state
+block is banded (4 unknowns per sample, bandwidth 7), factored by banded Cholesky, and
+the kinetics (~330 unknowns) come from the Schur complement; the damping acts on the
+kinetics. Making the gates unknowns is what keeps it local: with the gates eliminated
+(gates following ``U`` exactly, as an earlier version of this stage did with one L-BFGS
+on ``U`` and ``P``), the gates' memory (tau_h, tau_n up to ~1000 samples) couples every
+sample to every earlier one, and first-order methods crawled along the valley where the
+path and the kinetics trade off (1 mV noise, 3000 iterations, 450 s: tau median 6/5/11 %).
 
-* Started at the truth (true curves on the nodes), 1500 iterations: tau median
-  0.7/1.0/0.9 % (m/h/n), p90 <= 3 %, x_inf <= 0.005, the path within 0.072 mV RMS of the
-  noise-free V. The objective's optimum is (nearly) the truth; smoothness 0.1 instead of
-  0.01: 0.9/2.3/0.6 %, p90 7.6 %.
-* Started from the fit's Gauss–Newton result on the noisy data (tau medians 9/26/80 %),
-  1000 iterations: 2.2/6.1/27 %, objective 0.9953 against 0.9905 in the truth's basin:
-  still converging, slowest along n. Node scale 0.03, or n's alone 0.3 or 0.03:
-  slower; scale 1: far slower; L-BFGS history 300: slightly faster per second
-  but 3× the memory. Alternating path-only and kinetics-only (Levenberg–Marquardt) steps
-  crawled: 14 rounds moved 12/26/42 % to 25/26/25 %.
+Measured on the default set with 1 mV noise (training traces, 15 × 10 001 samples at
+0.01 ms), started from the fit's Gauss–Newton result on the noisy data (tau median
+9.1/25.9/80.0 % m/h/n): see :class:`~hybridhh.fit.config.DenoiseConfig`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+import scipy.sparse as sp
 import torch
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, cho_solve_banded, cholesky_banded
+from scipy.linalg.lapack import dtbtrs
 
 from ..model import ionic_current
 from .data import TraceData
 from .gauss_newton import NodeTable, second_difference
 from .scan import linear_scan
+from .teacher import grid_weights
 
-__all__ = ["path_residual", "estimate_path"]
+__all__ = ["PathSmoother", "estimate_path"]
 
 
-def path_residual(U: torch.Tensor, data: TraceData, kinetics) -> torch.Tensor:
-    """Teacher-forcing residual ``[B, T - 1]`` (mV) along a voltage path ``U [B, T]``.
 
-    Gates by exponential midpoint along ``U`` from steady state, the ionic current by the
-    trapezoidal rule (as :class:`~hybridhh.fit.teacher.TeacherForcing` at stride 1);
-    differentiable in ``U`` and in the kinetics (anything with ``inf_tau(V)``).
+class PathSmoother:
+    """The weak-constraint least-squares problem of stage 1b on one recording.
+
+    Parameters
+    ----------
+    data
+        The recorded traces (``y = data.V``, mV; ``data.I``, µA/cm²).
+    nodes
+        Voltage nodes of the kinetics (mV, uniform).
+    sigma, q, q_gate
+        Noise SD of V (mV), allowed model error per step of V (mV) and of the gates.
+    smoothness
+        Weight of the second-difference roughness of the node values.
+
+    A *state* is ``(U [B, T], X [3, B, T], P [6, N])`` (numpy, float64): path, gates
+    (m, h, n) and node values (logit x_inf, log tau of m, h, n).
     """
-    bio, h = data.bio, data.dt
-    Um = 0.5 * (U[:, 1:] + U[:, :-1])
-    x_inf, tau = kinetics.inf_tau(Um)  # [B, T-1, 3]
-    log_a = (-h / tau).movedim(-1, 0)
-    x0 = kinetics.inf_tau(U[:, 0])[0].movedim(-1, 0)
-    x = linear_scan(log_a, -torch.expm1(log_a) * x_inf.movedim(-1, 0), x0)  # [3, B, T]
-    I_ion = ionic_current(U, x.movedim(0, -1), bio)
-    charge = 0.5 * h * (data.I[:, 1:] + data.I[:, :-1] - I_ion[:, 1:] - I_ion[:, :-1])
-    return charge / bio.C_m - (U[:, 1:] - U[:, :-1])
+
+    def __init__(self, data: TraceData, nodes: torch.Tensor, sigma: float, q: float,
+                 q_gate: float, smoothness: float):
+        self.data, self.bio, self.dt = data, data.bio, data.dt
+        self.y = data.V.detach().cpu().numpy().astype(np.float64)
+        self.B, self.T = self.y.shape
+        self.nodes = nodes.detach().cpu().to(torch.float64)
+        self.N = len(nodes)
+        self.sigma, self.q, self.q_gate, self.smoothness = sigma, q, q_gate, smoothness
+        D2 = second_difference(self.N, torch.float64).numpy()
+        self.D2 = D2
+        self.RtR = np.kron(np.eye(6), D2.T @ D2)
+        I = data.I.detach().cpu().numpy().astype(np.float64)
+        self.charge = 0.5 * self.dt * (I[:, 1:] + I[:, :-1]) / self.bio.C_m  # mV per step
+        self.norm = 1.0 / np.sqrt(self.y.size)
+
+    # -- the kinetics on the nodes -------------------------------------------------------
+    def _curves(self, V: np.ndarray, P: np.ndarray):
+        """Node curves at ``V``: values ``[6, *V.shape]``, their V-slopes (mV⁻¹), and the
+        hat-function node index ``j`` and weight ``w`` of node ``j + 1``."""
+        j, w = grid_weights(torch.as_tensor(V), float(self.nodes[0]),
+                            float(self.nodes[1] - self.nodes[0]), self.N)
+        j, w = j.numpy(), w.numpy()
+        step = float(self.nodes[1] - self.nodes[0])
+        s = (V - float(self.nodes[0])) / step
+        inside = (s > 0) & (s < self.N - 1)  # constant outside the nodes
+        values = P[:, j] * (1 - w) + P[:, j + 1] * w
+        slope = np.where(inside, (P[:, j + 1] - P[:, j]) / step, 0.0)
+        return values, slope, j, w
+
+    def gates(self, U: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """Gates ``[3, B, T]`` following ``U`` exactly (from steady state): the start."""
+        table = NodeTable(self.nodes, torch.as_tensor(P))
+        Ut = torch.as_tensor(U)
+        x_inf, tau = table.inf_tau(0.5 * (Ut[:, 1:] + Ut[:, :-1]))
+        log_a = (-self.dt / tau).movedim(-1, 0)
+        x0 = table.inf_tau(Ut[:, 0])[0].movedim(-1, 0)
+        return linear_scan(log_a, -torch.expm1(log_a) * x_inf.movedim(-1, 0), x0).numpy()
+
+    def evaluate(self, U: np.ndarray, X: np.ndarray, P: np.ndarray) -> dict:
+        """Residuals (unscaled) and the local quantities their Jacobian needs."""
+        h = self.dt
+        values, slope, j, w = self._curves(0.5 * (U[:, 1:] + U[:, :-1]), P)
+        xi = 1.0 / (1.0 + np.exp(-values[:3]))
+        tau = np.exp(values[3:])
+        a = np.exp(-h / tau)
+        with np.errstate(over="ignore", invalid="ignore"):
+            I_ion = ionic_current(U, np.moveaxis(X, 0, -1), self.bio)
+            FV = self.charge - 0.5 * h / self.bio.C_m * (I_ion[:, 1:] + I_ion[:, :-1]) \
+                - (U[:, 1:] - U[:, :-1])
+            Fx = X[:, :, 1:] - a * X[:, :, :-1] - (1 - a) * xi
+        v0, s0, j0, w0 = self._curves(U[:, 0], P[:3])
+        xi0 = 1.0 / (1.0 + np.exp(-v0))
+        return dict(U=U, X=X, P=P, FV=FV, Fx=Fx, F0=X[:, :, 0] - xi0, a=a, xi=xi, tau=tau,
+                    slope=slope, j=j, w=w, xi0=xi0, s0=s0, j0=j0, w0=w0)
+
+    def objective(self, ev: dict) -> float:
+        """The normalised objective (see the module docstring) of an :meth:`evaluate`."""
+        n = self.y.size
+        value = ((((ev["U"] - self.y) / self.sigma) ** 2).sum()
+                 + ((ev["FV"] / self.q) ** 2).sum()
+                 + ((ev["Fx"] / self.q_gate) ** 2).sum()
+                 + ((ev["F0"] / self.q_gate) ** 2).sum()) / n \
+            + self.smoothness * ((ev["P"] @ self.D2.T) ** 2).sum()
+        return float(value) if np.isfinite(value) else float("inf")
+
+    def system(self, b: int, ev: dict):
+        """Scaled residual ``r`` of trace ``b`` and its exact Jacobians: ``Jz`` with respect
+        to the trace's state (``[U_k, m_k, h_k, n_k]`` per sample, interleaved) and ``JP``
+        with respect to the node values (flattened ``[6 N]``); ``|r|²`` summed over the
+        traces plus the roughness is :meth:`objective`. Sparse CSR."""
+        bio, h, T, N = self.bio, self.dt, self.T, self.N
+        U, X = ev["U"][b], ev["X"][:, b]
+        rows, cols, vals, prow, pcol, pval, res = [], [], [], [], [], [], []
+
+        def state(r, c, v):
+            rows.append(r), cols.append(c), vals.append(v)
+
+        def kinetics(r, curve, j, w, d):  # d * (hat weights) on the nodes j, j + 1
+            prow.extend((r, r)), pcol.extend((curve * N + j, curve * N + j + 1))
+            pval.extend((d * (1 - w), d * w))
+
+        k, kk = np.arange(T), np.arange(T - 1)
+        s = self.norm / self.sigma  # the recording
+        state(k, 4 * k, np.full(T, s))
+        res.append((U - self.y[b]) * s)
+        # the current balance: FV_k(U_k, U_k+1, x_k, x_k+1)
+        s, r0 = self.norm / self.q, T
+        m, hh, n = X
+        G = bio.g_Na * m**3 * hh + bio.g_K * n**4 + bio.g_L  # dI/dV at fixed gates
+        dI = (bio.g_Na * 3 * m * m * hh * (U - bio.E_Na), bio.g_Na * m**3 * (U - bio.E_Na),
+              bio.g_K * 4 * n**3 * (U - bio.E_K))  # dI/dx
+        c2 = -0.5 * h / bio.C_m
+        r = r0 + kk
+        state(r, 4 * kk, (1 + c2 * G[:-1]) * s)
+        state(r, 4 * kk + 4, (-1 + c2 * G[1:]) * s)
+        for g in range(3):
+            state(r, 4 * kk + 1 + g, c2 * dI[g][:-1] * s)
+            state(r, 4 * kk + 5 + g, c2 * dI[g][1:] * s)
+        res.append(ev["FV"][b] * s)
+        r0 += T - 1
+        # the gate steps: Fx_k = x_k+1 - a x_k - (1 - a) x_inf, a and x_inf at (U_k + U_k+1)/2
+        s = self.norm / self.q_gate
+        j, w = ev["j"][b], ev["w"][b]
+        for g in range(3):
+            a, xi, tau = ev["a"][g, b], ev["xi"][g, b], ev["tau"][g, b]
+            da = a * (h / tau)  # da / dlog tau
+            dxi = xi * (1 - xi)  # dx_inf / dlogit
+            lag = X[g][:-1] - xi
+            dU = -0.5 * s * (da * ev["slope"][3 + g, b] * lag + (1 - a) * dxi * ev["slope"][g, b])
+            r = r0 + kk
+            state(r, 4 * kk + 5 + g, np.full(T - 1, s))
+            state(r, 4 * kk + 1 + g, -a * s)
+            state(r, 4 * kk, dU)
+            state(r, 4 * kk + 4, dU)
+            kinetics(r, g, j, w, -(1 - a) * dxi * s)
+            kinetics(r, 3 + g, j, w, -da * lag * s)
+            res.append(ev["Fx"][g, b] * s)
+            r0 += T - 1
+        # the gates start at rest: F0 = x_0 - x_inf(U_0)
+        for g in range(3):
+            xi0 = ev["xi0"][g, b]
+            r = np.array([r0])
+            state(r, np.array([1 + g]), np.array([s]))
+            state(r, np.array([0]), np.array([-xi0 * (1 - xi0) * ev["s0"][g, b] * s]))
+            kinetics(r, g, np.array([ev["j0"][b]]), np.array([ev["w0"][b]]),
+                     np.array([-xi0 * (1 - xi0) * s]))
+            res.append(np.array([ev["F0"][g, b] * s]))
+            r0 += 1
+        Jz = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                           shape=(r0, 4 * T))
+        JP = sp.csr_matrix((np.concatenate(pval), (np.concatenate(prow), np.concatenate(pcol))),
+                           shape=(r0, 6 * N))
+        return np.concatenate(res), Jz, JP
+
+
+def _banded(A: sp.spmatrix) -> np.ndarray:
+    """Upper banded storage (LAPACK) of the symmetric sparse ``A``."""
+    dia = A.todia()
+    bw = int(dia.offsets.max())
+    ab = np.zeros((bw + 1, A.shape[0]))
+    for offset, row in zip(dia.offsets, dia.data, strict=True):
+        if offset >= 0:
+            ab[bw - offset] += row
+    return ab
+
+
+def _lower_solve(cb: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``R⁻ᵀ B`` for the upper banded Cholesky factor ``cb`` (``A = RᵀR``)."""
+    x, info = dtbtrs(cb, B, uplo="U", trans="T")
+    if info != 0:
+        raise LinAlgError(f"dtbtrs failed (info={info})")
+    return x
 
 
 def estimate_path(data: TraceData, table: NodeTable, sigma: float, q: float = 0.03,
-                  iterations: int = 1500, scale: float = 0.1, smoothness: float = 0.1,
-                  chunk: int = 100, callback: Callable | None = None):
+                  q_gate: float = 1e-4, iterations: int = 30, smoothness: float = 0.01,
+                  tol: float = 1e-4, lam: float = 1e-3, callback: Callable | None = None):
     """The noise-free path and the kinetics, jointly (see the module docstring).
 
     Parameters
@@ -82,68 +244,77 @@ def estimate_path(data: TraceData, table: NodeTable, sigma: float, q: float = 0.
         Starting kinetics on voltage nodes; updated in place with the estimate.
     sigma
         Measurement-noise SD of V, mV (> 0).
-    q
-        Allowed departure of the path from the model per sample step, mV.
+    q, q_gate
+        Allowed departure from the model per sample step: of V (mV) and of the gates.
     iterations
-        L-BFGS iterations in all (run in chunks of ``chunk``).
-    scale
-        The node values (logit x_inf, log tau) move as ``P0 + scale * u`` (``u``
-        optimised with the path): their step scale relative to the path's (mV).
+        Levenberg–Marquardt iterations at most; it stops earlier when an iteration lowers
+        the objective by less than ``tol`` (relative), or when no step lowers it.
     smoothness
         Weight of the second-difference roughness of the node values.
+    lam
+        Initial Marquardt damping (relative to the diagonal of the kinetics block).
     callback
-        ``callback(iterations done, objective)`` after each chunk.
+        ``callback(iterations done, objective)`` after each iteration.
 
     Returns
     -------
     U : Tensor ``[B, T]``
-        The estimated noise-free V (mV).
+        The estimated noise-free V (mV), the dtype of ``data.V``.
     objective : float
+        ``inf`` (and ``U`` the recording, ``table`` unchanged) if not even the start is finite.
     """
-    y = data.V
-    P0 = table.P.detach().clone()
-    D2 = second_difference(P0.shape[1], P0.dtype)
-    U = y.detach().clone().requires_grad_(True)
-    u = torch.zeros_like(P0, requires_grad=True)
-    opt = torch.optim.LBFGS([U, u], lr=1.0, max_iter=chunk, history_size=100,
-                            line_search_fn="strong_wolfe", tolerance_grad=0.0,
-                            tolerance_change=0.0)
-    n = y.numel()
-
-    def objective():
-        P = P0 + scale * u
-        F = path_residual(U, data, NodeTable(table.nodes, P))
-        return ((((y - U) / sigma) ** 2).sum() + ((F / q) ** 2).sum()) / n \
-            + smoothness * (P @ D2.T).square().sum()
-
-    def closure():
-        opt.zero_grad()
-        L = objective()
-        if torch.isfinite(L):
-            L.backward()
-        return L
-
-    best = (float("inf"), U.detach().clone(), u.detach().clone())
-    done = 0
-    with torch.enable_grad():
-        while done < iterations:
-            step = min(chunk, iterations - done)
-            opt.param_groups[0]["max_iter"] = step
+    pb = PathSmoother(data, table.nodes, sigma, q, q_gate, smoothness)
+    B, T, NP = pb.B, pb.T, 6 * pb.N
+    P = table.P.detach().cpu().numpy().astype(np.float64)
+    U = pb.y.copy()
+    ev = pb.evaluate(U, pb.gates(U, P), P)
+    value = pb.objective(ev)
+    if not np.isfinite(value):
+        return data.V.detach().clone(), float("inf")
+    for it in range(iterations):
+        # normal equations [A_b Bm_b; Bm_bᵀ C] per trace b, reduced to the kinetics
+        S = smoothness * pb.RtR.copy()
+        rhs = -smoothness * (pb.RtR @ P.reshape(-1))
+        factors = []
+        try:
+            for b in range(B):
+                r, Jz, JP = pb.system(b, ev)
+                cb = cholesky_banded(_banded((Jz.T @ Jz).tocsr()), check_finite=False)
+                Bm = (Jz.T @ JP).tocsc()
+                gz = Jz.T @ r
+                # A = RᵀR (R upper banded), so Bmᵀ A⁻¹ Bm = WᵀW with W = R⁻ᵀ Bm; only the
+                # columns of the nodes this trace visits are non-zero
+                used = np.flatnonzero(np.diff(Bm.indptr))
+                W = _lower_solve(cb, Bm[:, used].toarray())
+                S[np.ix_(used, used)] -= W.T @ W
+                rhs[used] += W.T @ _lower_solve(cb, gz[:, None])[:, 0]
+                S += (JP.T @ JP).toarray()
+                rhs -= JP.T @ r
+                factors.append((cb, Bm, gz))
+        except (LinAlgError, ValueError):  # a non-finite state: keep the best so far
+            break
+        S = 0.5 * (S + S.T)
+        D = np.diag(S).clip(min=1e-12 * np.diag(S).max())
+        before = value
+        for _ in range(8):
             try:
-                opt.step(closure)
-            except (IndexError, RuntimeError):  # NaN inside the strong-Wolfe search
+                p = cho_solve(cho_factor(S + lam * np.diag(D)), rhs)
+            except LinAlgError:
+                lam *= 4.0
+                continue
+            Z = np.stack([cho_solve_banded((cb, False), -gz - Bm @ p, check_finite=False)
+                          for cb, Bm, gz in factors]).reshape(B, T, 4)
+            P_t = P + p.reshape(P.shape)
+            trial = pb.evaluate(U + Z[..., 0], ev["X"] + np.moveaxis(Z[..., 1:], -1, 0), P_t)
+            value_t = pb.objective(trial)
+            if value_t < value:
+                ev, P, U, value = trial, P_t, trial["U"], value_t
+                lam = max(lam / 3.0, 1e-9)
                 break
-            done += step
-            with torch.no_grad():
-                value = float(objective())
-            if not (torch.isfinite(U).all() and torch.isfinite(u).all()) or value != value:
-                break
-            if value < best[0]:
-                best = (value, U.detach().clone(), u.detach().clone())
-            if callback is not None:
-                callback(done, value)
-    value, U_best, u_best = best
-    if value == float("inf"):  # not one finite chunk: keep the start
-        return y.detach().clone(), float("inf")
-    table.P = (P0 + scale * u_best).detach()
-    return U_best, value
+            lam *= 4.0
+        if callback is not None:
+            callback(it + 1, value)
+        if not value < before or before - value <= tol * abs(before):
+            break
+    table.P = torch.as_tensor(P, dtype=table.P.dtype)
+    return torch.as_tensor(U, dtype=data.V.dtype), value
