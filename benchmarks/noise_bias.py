@@ -17,9 +17,10 @@ Losses compared (all on the default synthetic training set of ``benchmarks/fit.p
   teacher forcing gives along the smoothed V; the residual is against the raw (noisy) V.
   The Jacobian (``torch.func.jacfwd`` through the integrator) holds the start gates fixed.
 * ``joint path``: the fitter's stage 1b (:mod:`hybridhh.fit.denoise`, noisy data only):
-  the noise-free V path and the node table estimated together by L-BFGS
-  (``--joint-iterations``, default 1500) with the default ``DenoiseConfig``; its "at
-  truth" column is its objective at the end (the objective needs the path).
+  the noise-free state path (V and gates) and the node table estimated together by
+  Levenberg–Marquardt (``--joint-iterations``, at most, default 30) with the default
+  ``DenoiseConfig``; its "at truth" column is its objective at the end (the objective
+  needs the path).
 
 Prints a table and writes ``benchmarks/results/noise_bias.json``::
 
@@ -141,8 +142,8 @@ class JointPath:
 
     def solve(self, table):
         c = self.cfg
-        _, value = estimate_path(self.data, table, self.sigma, c.q, self.iterations,
-                                 c.scale, c.smoothness)
+        _, value = estimate_path(self.data, table, self.sigma, c.q, c.q_gate,
+                                 self.iterations, c.smoothness)
         return value
 
 
@@ -166,8 +167,8 @@ def main(argv=None):
     ap.add_argument("--noise", type=float, nargs="*", default=[0.0, 1.0], help="SD, mV")
     ap.add_argument("--iterations", type=int, default=15,
                     help="most LM iterations (geodesic LM stops earlier once converged)")
-    ap.add_argument("--joint-iterations", type=int, default=1500,
-                    help="L-BFGS iterations of the joint path estimate (noisy data only)")
+    ap.add_argument("--joint-iterations", type=int, default=30,
+                    help="most LM iterations of the joint path estimate (noisy data only)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     truth = HHKinetics("modern")

@@ -199,3 +199,26 @@ def test_cli_denoise_iter(tiny_recording, tmp_path, capsys):
     assert cfg["fit"]["denoise"]["iterations"] == 7
     phases = [json.loads(line)["phase"] for line in open(tmp_path / "r" / "metrics.jsonl")]
     assert "teacher/gauss-newton+denoise" in phases
+
+
+@pytest.mark.parametrize("chunk", [8, 37, 10_000])
+def test_chunked_schur_reduction_equals_a_dense_solve(chunk):
+    """``Bmᵀ A⁻¹ Bm`` and ``Bmᵀ A⁻¹ g`` from the banded factor, by forward substitution in
+    row chunks (down to one more than the bandwidth), against numpy's dense solve."""
+    import scipy.sparse as sp
+    from scipy.linalg import cholesky_banded
+
+    from hybridhh.fit.denoise import _banded, _reduced
+
+    rng = np.random.default_rng(0)
+    n, bw = 500, 7
+    J = sp.diags([0.3 * rng.normal(size=n - d) for d in range(bw + 1)],
+                 [-d for d in range(bw + 1)]) + sp.identity(n)  # well conditioned
+    A = (J.T @ J).tocsr()
+    Bm = sp.random(n, 5, density=0.3, random_state=1, format="csr")
+    g = rng.normal(size=n)
+    WW, Wg = _reduced(cholesky_banded(_banded(A)), Bm, g, chunk)
+    dense = A.toarray()
+    np.testing.assert_allclose(WW, Bm.T.toarray() @ np.linalg.solve(dense, Bm.toarray()),
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(Wg, Bm.T @ np.linalg.solve(dense, g), rtol=1e-9, atol=1e-12)

@@ -116,7 +116,7 @@ class DenoiseConfig:
     roughness.
 
     Measured on the default set with 1 mV noise (fit seed 0, from the fit's Gauss–Newton
-    result, tau median 9.1/25.9/80.0 % m/h/n): converged after 12 iterations, 47 s; tau
+    result, tau median 9.1/25.9/80.0 % m/h/n): converged after 12 iterations, 47-58 s; tau
     median 1.2/1.0/2.5 %, p90 4.0/2.9/6.8 %, x_inf max error 0.014/0.010/0.018, the
     path within 0.079 mV RMS of the noise-free V. The L-BFGS version this replaces
     (path and kinetics, gates following the path) took 3000 iterations, 450 s, for

@@ -231,6 +231,33 @@ def _lower_solve(cb: np.ndarray, B: np.ndarray) -> np.ndarray:
     return x
 
 
+def _reduced(cb: np.ndarray, Bm: sp.csr_matrix, g: np.ndarray, chunk: int = 8192):
+    """``(Bmᵀ A⁻¹ Bm, Bmᵀ A⁻¹ g)`` for ``A = RᵀR``, ``R`` upper banded (``cb``).
+
+    Both are ``WᵀW`` and ``Wᵀw`` with ``[W | w] = R⁻ᵀ [Bm | g]``, a forward substitution
+    done ``chunk`` rows at a time (each chunk's first rows couple to the last ``bw`` rows of
+    the one before), so the memory is ``chunk × columns``, not trace length × columns.
+    """
+    bw, n = cb.shape[0] - 1, cb.shape[1]
+    k = Bm.shape[1]
+    WW, Wg = np.zeros((k, k)), np.zeros(k)
+    prev = None
+    for r0 in range(0, n, chunk):
+        r1 = min(n, r0 + chunk)
+        rhs = np.concatenate([Bm[r0:r1].toarray(), g[r0:r1, None]], axis=1)
+        if prev is not None and bw:
+            m = min(bw, r1 - r0)
+            C = np.zeros((bw, m))  # C[t, i] = R[r0 - bw + t, r0 + i], t >= i
+            for i in range(m):
+                C[i:, i] = cb[: bw - i, r0 + i]
+            rhs[:m] -= C.T @ prev
+        X = _lower_solve(np.ascontiguousarray(cb[:, r0:r1]), rhs)
+        WW += X[:, :-1].T @ X[:, :-1]
+        Wg += X[:, :-1].T @ X[:, -1]
+        prev = X[-bw:] if bw else None
+    return WW, Wg
+
+
 def estimate_path(data: TraceData, table: NodeTable, sigma: float, q: float = 0.03,
                   q_gate: float = 1e-4, iterations: int = 30, smoothness: float = 0.01,
                   tol: float = 1e-4, lam: float = 1e-3, callback: Callable | None = None):
@@ -264,7 +291,7 @@ def estimate_path(data: TraceData, table: NodeTable, sigma: float, q: float = 0.
         ``inf`` (and ``U`` the recording, ``table`` unchanged) if not even the start is finite.
     """
     pb = PathSmoother(data, table.nodes, sigma, q, q_gate, smoothness)
-    B, T, NP = pb.B, pb.T, 6 * pb.N
+    B, T = pb.B, pb.T
     P = table.P.detach().cpu().numpy().astype(np.float64)
     U = pb.y.copy()
     ev = pb.evaluate(U, pb.gates(U, P), P)
@@ -282,12 +309,11 @@ def estimate_path(data: TraceData, table: NodeTable, sigma: float, q: float = 0.
                 cb = cholesky_banded(_banded((Jz.T @ Jz).tocsr()), check_finite=False)
                 Bm = (Jz.T @ JP).tocsc()
                 gz = Jz.T @ r
-                # A = RᵀR (R upper banded), so Bmᵀ A⁻¹ Bm = WᵀW with W = R⁻ᵀ Bm; only the
-                # columns of the nodes this trace visits are non-zero
+                # only the columns of the nodes this trace visits are non-zero
                 used = np.flatnonzero(np.diff(Bm.indptr))
-                W = _lower_solve(cb, Bm[:, used].toarray())
-                S[np.ix_(used, used)] -= W.T @ W
-                rhs[used] += W.T @ _lower_solve(cb, gz[:, None])[:, 0]
+                WW, Wg = _reduced(cb, Bm[:, used].tocsr(), gz)
+                S[np.ix_(used, used)] -= WW
+                rhs[used] += Wg
                 S += (JP.T @ JP).toarray()
                 rhs -= JP.T @ r
                 factors.append((cb, Bm, gz))
