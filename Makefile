@@ -44,6 +44,7 @@ bench: install
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/fit.py
 	$(PY) benchmarks/noise_bias.py
+	$(PY) benchmarks/heldout_sensitivity.py
 
 notebooks: install
 	$(NBTEST)
