@@ -4,10 +4,11 @@ Makes the default synthetic set (modern convention, default protocols, 6.3 °C, 
 dt 0.01 ms, RK4), fits it with the default FitConfig for several seeds, and measures over
 the visited voltage range (1st–99th percentile): per-gate tau median / p90 relative error,
 x_inf max absolute error, alpha/beta median relative error, free-running V RMSE on a
-held-out stimulus (new noise seed), and wall time. Optional cases: 1 mV measurement
-noise, the alpha_beta parametrisation, perturbed priors, and recordings made elsewhere or
-under other conditions with the same default FitConfig (``elsewhere``: NEURON's ``hh`` as
-the simulator, 18.5 °C, the 1952 voltage convention).
+held-out stimulus (new noise seed), and wall time. Optional cases: measurement
+noise (1 mV by default, ``--noise-levels``), the alpha_beta parametrisation, perturbed
+priors, and recordings made elsewhere or under other conditions with the same default
+FitConfig (``elsewhere``: NEURON's ``hh`` as the simulator, 18.5 °C, the 1952 voltage
+convention).
 
 Prints a table and writes ``benchmarks/results/fit.json``::
 
@@ -15,6 +16,7 @@ Prints a table and writes ``benchmarks/results/fit.json``::
     python benchmarks/fit.py --quick         # 1 seed, short
     python benchmarks/fit.py --cases seeds   # only some cases
     python benchmarks/fit.py --cases elsewhere --out /tmp/elsewhere.json
+    python benchmarks/fit.py --cases noise --noise-levels 0.3 1 2
 
 With ``--cases``, rows of the other cases already in the output file are kept (a rerun of
 one case replaces only that case's rows).
@@ -137,6 +139,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--extra-seeds", type=int, default=1,
                     help="seeds of the noise and alpha_beta cases")
+    ap.add_argument("--noise-levels", type=float, nargs="*", default=[1.0],
+                    help="measurement-noise SDs (mV) of the noise case")
     ap.add_argument("--cases", nargs="*",
                     default=["seeds", "noise", "alpha_beta", "priors", "elsewhere"])
     ap.add_argument("--threads", type=int, default=None)
@@ -179,10 +183,12 @@ def main(argv=None):
             rows.append(run_case("default", train, test, FitConfig(seed=s), truth))
             save()
     if "noise" in args.cases:
-        ntrain, _ = make_data(noise=1.0)
-        for s in range(args.extra_seeds):
-            rows.append(run_case("noise 1 mV", ntrain, test, FitConfig(seed=s), truth))
-            save()
+        for level in args.noise_levels:
+            ntrain, _ = make_data(noise=level)
+            for s in range(args.extra_seeds):
+                rows.append(run_case(f"noise {level:g} mV", ntrain, test, FitConfig(seed=s),
+                                     truth))
+                save()
     if "alpha_beta" in args.cases:
         for s in range(args.extra_seeds):
             rows.append(run_case("alpha_beta", train, test,
