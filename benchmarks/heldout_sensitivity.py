@@ -28,7 +28,7 @@ from fit import make_data, spike_times  # noqa: E402
 
 from hybridhh.fit.api import free_run  # noqa: E402
 from hybridhh.fit.data import TraceData  # noqa: E402
-from hybridhh.kinetics import HHKinetics  # noqa: E402
+from hybridhh.kinetics import HHKinetics, rates_from_inf_tau  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "heldout_sensitivity.json"
 
@@ -46,8 +46,7 @@ class ScaledTau:
         return x_inf, tau
 
     def rates(self, V):
-        x_inf, tau = self.inf_tau(V)
-        return x_inf / tau, (1.0 - x_inf) / tau
+        return rates_from_inf_tau(*self.inf_tau(V))
 
 
 def main(argv=None):

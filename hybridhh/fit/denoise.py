@@ -51,6 +51,7 @@ import scipy.sparse as sp
 import torch
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, cho_solve_banded, cholesky_banded
 from scipy.linalg.lapack import dtbtrs
+from scipy.special import expit
 
 from ..model import ionic_current
 from .data import TraceData
@@ -98,11 +99,10 @@ class PathSmoother:
     def _curves(self, V: np.ndarray, P: np.ndarray):
         """Node curves at ``V``: values ``[6, *V.shape]``, their V-slopes (mV⁻¹), and the
         hat-function node index ``j`` and weight ``w`` of node ``j + 1``."""
-        j, w = grid_weights(torch.as_tensor(V), float(self.nodes[0]),
-                            float(self.nodes[1] - self.nodes[0]), self.N)
+        start, step = float(self.nodes[0]), float(self.nodes[1] - self.nodes[0])
+        j, w = grid_weights(torch.as_tensor(V), start, step, self.N)
         j, w = j.numpy(), w.numpy()
-        step = float(self.nodes[1] - self.nodes[0])
-        s = (V - float(self.nodes[0])) / step
+        s = (V - start) / step
         inside = (s > 0) & (s < self.N - 1)  # constant outside the nodes
         values = P[:, j] * (1 - w) + P[:, j + 1] * w
         slope = np.where(inside, (P[:, j + 1] - P[:, j]) / step, 0.0)
@@ -122,7 +122,7 @@ class PathSmoother:
         h = self.dt
         values, slope, j, w = self._curves(0.5 * (U[:, 1:] + U[:, :-1]), P)
         with np.errstate(over="ignore", invalid="ignore"):  # a wild trial: objective inf
-            xi = 1.0 / (1.0 + np.exp(-values[:3]))
+            xi = expit(values[:3])
             tau = np.exp(values[3:])
             a = np.exp(-h / tau)
             I_ion = ionic_current(U, np.moveaxis(X, 0, -1), self.bio)
@@ -130,7 +130,7 @@ class PathSmoother:
                 - (U[:, 1:] - U[:, :-1])
             Fx = X[:, :, 1:] - a * X[:, :, :-1] - (1 - a) * xi
             v0, s0, j0, w0 = self._curves(U[:, 0], P[:3])
-            xi0 = 1.0 / (1.0 + np.exp(-v0))
+            xi0 = expit(v0)
         return dict(U=U, X=X, P=P, FV=FV, Fx=Fx, F0=X[:, :, 0] - xi0, a=a, xi=xi, tau=tau,
                     slope=slope, j=j, w=w, xi0=xi0, s0=s0, j0=j0, w0=w0)
 
