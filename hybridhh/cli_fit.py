@@ -20,7 +20,7 @@ def _fit_arguments(p):
                    help="teacher-forcing Adam steps (default 600)")
     p.add_argument("--lbfgs-steps", type=int, nargs="+", metavar="N", default=None,
                    help="L-BFGS outer steps of each teacher-forcing resolution "
-                        "(default 24 30: 0.04 ms before the Gauss-Newton stage, then a "
+                        "(default 24 24: 0.04 ms before the Gauss-Newton stage, then a "
                         "polish of the MLP on adaptive steps of at most 0.04 ms after it)")
     p.add_argument("--gn-steps", type=int, nargs="+", metavar="N", default=None,
                    help="most Gauss-Newton iterations of each resolution (default 40: "
@@ -32,7 +32,7 @@ def _fit_arguments(p):
                         "exceeds 0.1 mV (default 30; it stops earlier once converged; "
                         "0 disables it)")
     p.add_argument("--ode-steps", type=int, default=None,
-                   help="neural-ODE L-BFGS steps per window length (default 3; 0 disables)")
+                   help="neural-ODE L-BFGS steps per window length (default 8; 0 disables)")
     p.add_argument("--holdout", nargs="*", default=None, metavar="TRACE",
                    help="trace names or indices held out (default: the last trace when "
                         "there are >= 4); give no value to hold out nothing")

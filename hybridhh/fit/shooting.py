@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torchdiffeq import odeint
 
-from ..model import ionic_current
 from .data import TraceData
 from .teacher import TeacherForcing
 
@@ -59,6 +58,7 @@ class MultipleShooting:
         self.vmax = float(data.V.max()) + margin
         self.t = torch.arange(self.n + 1, dtype=data.V.dtype) * (data.dt * stride)
         self._offsets = torch.arange(0, span + 1, stride)
+        self._samples = torch.arange(0, span + 1)
 
     def start_gates(self, model):
         """Teacher-forced gates ``[3, B, T]`` of ``model``: each window starts from the
@@ -79,21 +79,29 @@ class MultipleShooting:
         b, s = windows[:, 0], windows[:, 1]
         cols = s[:, None] + self._offsets[None, :]
         V_obs = d.V[b[:, None], cols]
-        I_win = d.I[b[:, None], cols]  # stimulus samples at the integration grid
+        # every stimulus sample of the window, also those inside an integration step
+        I_win = d.I[b[:, None], s[:, None] + self._samples[None, :]]
         x0 = self.start_gates(model)[:, b, s].T  # [n, 3]
-        table = model.tabulate(self.vmin, self.vmax) if hasattr(model, "tabulate") else model
         h = float(self.t[1])
+        dt, last = d.dt, self.n * self.stride - 1
         bio = d.bio
+        kinetics = _Packed(model, self.vmin, self.vmax)
 
+        # The right-hand side is called ~600 times per window set and evaluation, on small
+        # tensors, so its cost is the number of torch operations: the stimulus is
+        # interpolated with Python scalars and the kinetics come from one packed table.
         def f(t, y):
+            u = float(t) / dt
+            k = min(int(u + 1e-9), last)
+            frac = u - k
+            I = I_win[:, k] if frac < 1e-9 else torch.lerp(I_win[:, k], I_win[:, k + 1], frac)
             V, x = y[:, 0], y[:, 1:]
-            k = torch.clamp((t / h).floor().long(), max=self.n - 1)
-            frac = t / h - k
-            I = I_win[:, k] * (1 - frac) + I_win[:, k + 1] * frac
-            x_inf, tau = table.inf_tau(V)
-            dx = (x_inf - x) / tau
-            dV = (I - ionic_current(V, x, bio)) / bio.C_m
-            return torch.cat([dV[:, None], dx], 1)
+            x_inf, inv_tau = kinetics(V)
+            m, hh, n = x[:, 0], x[:, 1], x[:, 2]
+            I_ion = (bio.g_Na * m ** 3 * hh * (V - bio.E_Na)
+                     + bio.g_K * n ** 4 * (V - bio.E_K) + bio.g_L * (V - bio.E_L))
+            dV = (I - I_ion) / bio.C_m
+            return torch.cat([dV[:, None], (x_inf - x) * inv_tau], 1)
 
         # the start V is the teacher's (the recorded V, or its denoised path)
         y0 = torch.cat([self.teacher.V[b, s][:, None], x0], 1)
@@ -107,3 +115,30 @@ class MultipleShooting:
     def loss(self, model, generator=None):
         V_sim, V_obs = self.simulate(model, self.select(generator))
         return (V_sim - V_obs).square().mean()
+
+
+class _Packed:
+    """``V -> (x_inf, 1/tau)`` of a model, from one table ``[n_grid, 6]`` (0.05 mV grid,
+    linear interpolation, flat outside) when the model can be tabulated (keeps the
+    autograd graph), else from the model itself."""
+
+    def __init__(self, model, vmin: float, vmax: float, step: float = 0.05):
+        self.model = model
+        if hasattr(model, "tabulate"):
+            tab = model.tabulate(vmin, vmax, step)
+            self.table = torch.cat([tab.x_inf, 1.0 / tab.tau], 1)
+            self.vmin, self.step, self.top = tab.vmin, tab.step, tab.n - 1 - 1e-9
+        else:
+            self.table = None
+
+    def __call__(self, V):
+        if self.table is None:
+            x_inf, tau = self.model.inf_tau(V)
+            return x_inf, 1.0 / tau
+        # NaN (a diverged window) maps to the first node; the NaN itself propagates in V
+        u = torch.nan_to_num((V - self.vmin) / self.step, nan=0.0).clamp_(0.0, self.top)
+        k = u.long()
+        w = (u - k)[:, None]
+        lo = self.table.index_select(0, k)
+        val = lo + (self.table.index_select(0, k + 1) - lo) * w
+        return val[:, :3], val[:, 3:]
