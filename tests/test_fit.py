@@ -20,6 +20,7 @@ from hybridhh.fit.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
 from hybridhh.metrics import kinetics_errors, summarize_errors
 from hybridhh.protocols import Stimulus
+from hybridhh.rates_mlp import TabulatedKinetics
 from hybridhh.rates_table import REQUIRED, read_rates_csv
 from hybridhh.recording import write_recording
 from hybridhh.simulate import simulate
@@ -35,6 +36,25 @@ def test_linear_scan_matches_loop():
     for k in range(200):
         ref.append(torch.exp(log_a[..., k]) * ref[-1] + b[..., k])
     torch.testing.assert_close(x, torch.stack(ref, -1), rtol=1e-11, atol=1e-11)
+
+
+def test_tabulated_inf_rate_matches_inf_tau():
+    """The packed lookup of the neural-ODE right-hand side: (x_inf, 1/tau) exact at the
+    nodes, x_inf as ``inf_tau`` between them, 1/tau within O(step²), flat outside."""
+    step, vmin = 0.05, -100.0
+    grid = vmin + step * torch.arange(3001, dtype=torch.float64)
+    tab = TabulatedKinetics(vmin, step, *HHKinetics().inf_tau(grid))
+    x_inf, rate = tab.inf_rate(grid[::7])
+    assert torch.allclose(x_inf, tab.x_inf[::7], rtol=0, atol=1e-14)
+    assert torch.allclose(rate, 1.0 / tab.tau[::7], rtol=1e-14, atol=0)
+    V = torch.linspace(-99.9, 49.9, 997, dtype=torch.float64)
+    x_inf, rate = tab.inf_rate(V)
+    x_ref, tau_ref = tab.inf_tau(V)
+    assert torch.allclose(x_inf, x_ref, rtol=0, atol=1e-14)
+    assert float((rate * tau_ref - 1).abs().max()) < 1e-4
+    x_out, rate_out = tab.inf_rate(torch.tensor([-300.0, 300.0], dtype=torch.float64))
+    assert torch.allclose(x_out, tab.x_inf[[0, -1]], atol=1e-12)
+    assert torch.allclose(rate_out, 1.0 / tab.tau[[0, -1]], rtol=1e-9)
 
 
 def test_teacher_forcing_with_true_rates_has_tiny_loss(tiny_recording):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torchdiffeq import odeint
 
+from ..model import ionic_current
 from .data import TraceData
 from .teacher import TeacherForcing
 
@@ -85,11 +86,16 @@ class MultipleShooting:
         h = float(self.t[1])
         dt, last = d.dt, self.n * self.stride - 1
         bio = d.bio
-        kinetics = _Packed(model, self.vmin, self.vmax)
+        if hasattr(model, "tabulate"):  # the MLP on a 0.05 mV grid (keeps the autograd graph)
+            kinetics = model.tabulate(self.vmin, self.vmax).inf_rate
+        else:  # e.g. the true kinetics in tests
+            def kinetics(V):
+                x_inf, tau = model.inf_tau(V)
+                return x_inf, 1.0 / tau
 
         # The right-hand side is called ~600 times per window set and evaluation, on small
         # tensors, so its cost is the number of torch operations: the stimulus is
-        # interpolated with Python scalars and the kinetics come from one packed table.
+        # interpolated with Python scalars, the kinetics come from one packed table.
         def f(t, y):
             u = float(t) / dt
             k = min(int(u + 1e-9), last)
@@ -97,10 +103,7 @@ class MultipleShooting:
             I = I_win[:, k] if frac < 1e-9 else torch.lerp(I_win[:, k], I_win[:, k + 1], frac)
             V, x = y[:, 0], y[:, 1:]
             x_inf, inv_tau = kinetics(V)
-            m, hh, n = x[:, 0], x[:, 1], x[:, 2]
-            I_ion = (bio.g_Na * m ** 3 * hh * (V - bio.E_Na)
-                     + bio.g_K * n ** 4 * (V - bio.E_K) + bio.g_L * (V - bio.E_L))
-            dV = (I - I_ion) / bio.C_m
+            dV = (I - ionic_current(V, x, bio)) / bio.C_m
             return torch.cat([dV[:, None], (x_inf - x) * inv_tau], 1)
 
         # the start V is the teacher's (the recorded V, or its denoised path)
@@ -115,30 +118,3 @@ class MultipleShooting:
     def loss(self, model, generator=None):
         V_sim, V_obs = self.simulate(model, self.select(generator))
         return (V_sim - V_obs).square().mean()
-
-
-class _Packed:
-    """``V -> (x_inf, 1/tau)`` of a model, from one table ``[n_grid, 6]`` (0.05 mV grid,
-    linear interpolation, flat outside) when the model can be tabulated (keeps the
-    autograd graph), else from the model itself."""
-
-    def __init__(self, model, vmin: float, vmax: float, step: float = 0.05):
-        self.model = model
-        if hasattr(model, "tabulate"):
-            tab = model.tabulate(vmin, vmax, step)
-            self.table = torch.cat([tab.x_inf, 1.0 / tab.tau], 1)
-            self.vmin, self.step, self.top = tab.vmin, tab.step, tab.n - 1 - 1e-9
-        else:
-            self.table = None
-
-    def __call__(self, V):
-        if self.table is None:
-            x_inf, tau = self.model.inf_tau(V)
-            return x_inf, 1.0 / tau
-        # NaN (a diverged window) maps to the first node; the NaN itself propagates in V
-        u = torch.nan_to_num((V - self.vmin) / self.step, nan=0.0).clamp_(0.0, self.top)
-        k = u.long()
-        w = (u - k)[:, None]
-        lo = self.table.index_select(0, k)
-        val = lo + (self.table.index_select(0, k + 1) - lo) * w
-        return val[:, :3], val[:, 3:]
