@@ -91,7 +91,7 @@ def test_hybrid_model_with_true_rates_reproduces_reference(tiny_recording):
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_shooting_sees_every_stimulus_sample(tiny_recording, stride):
-    """RK4 windows at 1, 2 or 4 samples a step, with the true kinetics, against the
+    """RK4 windows at 1 or 2 samples a step, with the true kinetics, against the
     converged reference (dopri5 at 1e-11) from the same start, on the OU-noise traces:
     the stimulus inside a step is interpolated between its own samples, not between the
     integration grid's. Reading it only at the grid (the first version) is what this

@@ -153,8 +153,10 @@ class ODEConfig:
 
     Measured from the teacher-forcing result of the default set (fit seeds 0/2/4,
     held-out V RMSE on the benchmark's new stimuli): 1.69/3.83/2.23 mV before the stage;
-    after 4 L-BFGS steps 0.22/1.11/1.10, after 8 0.15/0.44/0.35, after 12 0.07/0.34/0.30
-    mV (about 3.3 s a step), with tau median errors unchanged at about 1 %. The stimulus
+    after 5 L-BFGS steps 0.22/1.11/1.10, after 8 0.13/0.71/0.66, after 9 0.15/0.44/0.35,
+    after 12 0.07/0.34/0.30 mV (about 3.3 s a step; not monotonic step by step), with tau
+    median errors unchanged at about 1 %. The full default fits (8 steps) end at
+    0.13/0.69/0.48 mV. The stimulus
     is interpolated between its own samples inside an integration step: with the samples
     at the integration grid only (the first version), RK4 at 0.02 ms with the *true*
     kinetics was off the recording by 0.075 mV RMS on 3 ms windows, as much as a fitted

@@ -58,8 +58,8 @@ class MultipleShooting:
         self.vmin = float(data.V.min()) - margin
         self.vmax = float(data.V.max()) + margin
         self.t = torch.arange(self.n + 1, dtype=data.V.dtype) * (data.dt * stride)
-        self._offsets = torch.arange(0, span + 1, stride)
-        self._samples = torch.arange(0, span + 1)
+        self._samples = torch.arange(0, span + 1)  # every sample of a window
+        self._offsets = self._samples[::stride]  # the integration grid's
 
     def start_gates(self, model):
         """Teacher-forced gates ``[3, B, T]`` of ``model``: each window starts from the
