@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from hybridhh.biophysics import Biophysics
 from hybridhh.cli import main
 from hybridhh.errors import ConfigError, RunDirError
 from hybridhh.fit import FitConfig, fit, load_fit, load_model
@@ -15,14 +16,14 @@ from hybridhh.fit.api import build_model, resolve_holdout
 from hybridhh.fit.config import ODEConfig, TeacherConfig
 from hybridhh.fit.data import TraceData
 from hybridhh.fit.scan import linear_scan
-from hybridhh.fit.shooting import MultipleShooting
+from hybridhh.fit.shooting import MultipleShooting, stable_stride
 from hybridhh.fit.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
 from hybridhh.metrics import kinetics_errors, summarize_errors
-from hybridhh.protocols import Stimulus
+from hybridhh.protocols import Stimulus, steps, time_grid
 from hybridhh.rates_mlp import TabulatedKinetics
 from hybridhh.rates_table import REQUIRED, read_rates_csv
-from hybridhh.recording import write_recording
+from hybridhh.recording import simulate_recording, write_recording
 from hybridhh.simulate import simulate
 
 
@@ -116,6 +117,30 @@ def test_shooting_sees_every_stimulus_sample(tiny_recording, stride):
     # samples a step; the first version had max 1.04, median 0.12 mV at 2 samples a step
     assert max(err) < {1: 0.01, 2: 0.2}[stride]
     assert float(np.median(err)) < 0.01
+
+
+@pytest.mark.parametrize("temperature, expected", [(6.3, 4), (18.5, 1)])
+def test_ode_step_is_capped_by_the_fastest_time_constant(temperature, expected):
+    """A -16 µA/cm² step takes V to -108 mV, where tau_m is 0.021 ms at 6.3 °C and
+    0.0055 ms at 18.5 °C. At 6.3 °C the wanted 0.04 ms (4 samples) is kept; at 18.5 °C the
+    step is capped at the sample step, and there RK4 at 2 or 4 samples a step has only
+    non-finite losses (the first version of the stage took 0.04 ms and did nothing)."""
+    t = time_grid(30.0, 0.01)
+    kin = HHKinetics(temperature=temperature)
+    rec = simulate_recording(steps(t, [-16.0, 10.0], start=2.0),
+                             Biophysics.standard("modern", temperature=temperature), kin,
+                             method="rk4")
+    data = TraceData.from_recording(rec)
+    assert float(data.V.min()) < -105
+    stride = stable_stride(kin, data, 0.04)
+    assert stride == expected
+    tf = TeacherForcing(data)
+    with torch.no_grad():
+        losses = {s: float(MultipleShooting(data, 3.0, tf, 1000, stride=s).loss(kin))
+                  for s in (1, 2, 4)}
+    # the true kinetics at the capped step: measured 5e-8 mV² at 6.3 °C, 8e-6 at 18.5 °C
+    assert losses[stride] < 1e-4
+    assert all(np.isfinite(v) == (s <= stride) for s, v in losses.items() if s > 1)
 
 
 @pytest.mark.parametrize("loss_kind", ["teacher", "shooting"])

@@ -30,7 +30,7 @@ from .data import TraceData
 from .denoise import estimate_path
 from .gauss_newton import NodeTable, curves, distill, levenberg_marquardt, voltage_nodes
 from .prior import refine_prior
-from .shooting import MultipleShooting
+from .shooting import MultipleShooting, stable_stride
 from .teacher import TeacherForcing
 from .trainer import Phase, Trainer, make_optimizer, progress_lines
 
@@ -38,11 +38,6 @@ __all__ = ["FitResult", "fit", "load_model", "load_fit", "free_run", "resolve_ho
 
 #: Estimated V noise (mV, :meth:`TraceData.noise_estimate`) above which ``fit`` warns.
 NOISE_WARNING = 0.1
-#: the neural-ODE stage's integration step is at most this many times the model's fastest
-#: time constant over the recorded voltages (RK4 is stable on a gate up to 2.8); 2 keeps
-#: 0.04 ms on the default set (tau_m 0.021-0.026 ms at its -110 mV steps), and takes the
-#: sample step (0.01 ms) at 18.5 degC (tau_m 0.0055 ms there)
-ODE_STEP_TAU = 2.0
 
 
 @dataclass
@@ -311,19 +306,11 @@ def _phases(model, train: TraceData, cfg: FitConfig, context: dict | None = None
             "select"))
     if cfg.ode.enabled and cfg.ode.steps:
         def ode_stride():
-            """Samples per integration step: ``cfg.ode.dt`` at most, and at most
-            ``ODE_STEP_TAU`` times the fastest time constant of the model (as the stage
-            starts) over the recorded voltages. RK4 on a gate is unstable once the step
-            exceeds 2.8 tau; at 18.5 °C tau_m falls to 0.0055 ms, and RK4 at 0.04 ms gave
-            only non-finite losses there, so the stage did nothing. Kept in the context,
-            so a resumed fit uses the same step."""
+            """The RK4 step, capped by the model's fastest tau as the stage starts
+            (:func:`~hybridhh.fit.shooting.stable_stride`); kept in the context, so a
+            resumed fit uses the same step."""
             if "ode_stride" not in context:
-                with torch.no_grad():
-                    V = torch.linspace(float(train.V.min()), float(train.V.max()), 512,
-                                       dtype=train.V.dtype)
-                    tau_min = float(model.inf_tau(V)[1].min())
-                cap = max(1, int(ODE_STEP_TAU * tau_min / train.dt))
-                context["ode_stride"] = torch.tensor(min(stride_of(cfg.ode.dt), cap))
+                context["ode_stride"] = torch.tensor(stable_stride(model, train, cfg.ode.dt))
             return int(context["ode_stride"])
 
         for w in cfg.ode.windows:
