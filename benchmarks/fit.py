@@ -4,7 +4,9 @@ Makes the default synthetic set (modern convention, default protocols, 6.3 °C, 
 dt 0.01 ms, RK4), fits it with the default FitConfig for several seeds, and measures over
 the visited voltage range (1st–99th percentile): per-gate tau median / p90 relative error,
 x_inf max absolute error, alpha/beta median relative error, free-running V RMSE on a
-held-out stimulus (new noise seed), and wall time. Optional cases: measurement
+held-out stimulus (new noise seed), and wall time; also each rate's median relative
+error over the range where the fit found the data constrain it (``rate%*``, the worst
+rate; :mod:`hybridhh.fit.constrained`). Optional cases: measurement
 noise (1 mV by default, ``--noise-levels``), the alpha_beta parametrisation, perturbed
 priors, and recordings made elsewhere or under other conditions with the same default
 FitConfig (``elsewhere``: NEURON's ``hh`` as the simulator, 18.5 °C, the 1952 voltage
@@ -43,7 +45,13 @@ from hybridhh.fit import FitConfig, fit, free_run  # noqa: E402
 from hybridhh.fit.config import PriorConfig  # noqa: E402
 from hybridhh.fit.data import TraceData  # noqa: E402
 from hybridhh.kinetics import HHKinetics, convention_offset  # noqa: E402
-from hybridhh.metrics import TARGETS, kinetics_errors, meets_targets, summarize_errors  # noqa: E402
+from hybridhh.metrics import (  # noqa: E402
+    TARGETS,
+    kinetics_errors,
+    meets_targets,
+    rate_errors_in_ranges,
+    summarize_errors,
+)
 from hybridhh.protocols import Stimulus, default_protocols, ou_noise, time_grid  # noqa: E402
 from hybridhh.recording import simulate_recording, truth_kinetics  # noqa: E402
 
@@ -101,9 +109,13 @@ def evaluate(res, test, truth):
     thr = -convention_offset(getattr(truth, "convention", "modern"))
     n_model = sum(len(spike_times(v, td.dt, thr)) for v in V)
     n_true = sum(len(spike_times(v, td.dt, thr)) for v in test.voltage)
+    # each rate over the range where the data constrain it (the fit's own estimate)
+    own = rate_errors_in_ranges(res.model, truth, res.constrained) if res.constrained else {}
     return {"errors": errs, "summary": summarize_errors(errs), "meets_targets":
             meets_targets(errs), "heldout_rmse": rmse, "spikes_model": n_model,
-            "spikes_true": n_true}
+            "spikes_true": n_true, "rates_constrained": own,
+            "rate_median_constrained": max((e["median"] for e in own.values()), default=None),
+            "rate_p90_constrained": max((e["p90"] for e in own.values()), default=None)}
 
 
 def run_case(name, train, test, cfg, truth):
@@ -114,11 +126,13 @@ def run_case(name, train, test, cfg, truth):
     ev.update({"case": name, "seed": cfg.seed, "wall": wall, "fit_elapsed": res.elapsed,
                "ode": res.heldout_rmse})
     s = ev["summary"]
+    own = ev["rate_median_constrained"]
     print(f"{name:<22} {cfg.seed:>4} {wall:7.1f} {100 * s['tau_median']:7.2f} "
           f"{100 * s['tau_p90']:7.2f} {s['xinf_max']:7.4f} {100 * s['rate_median']:7.1f} "
           f"{ev['heldout_rmse']:7.3f} {ev['spikes_model']:>3}/{ev['spikes_true']:<3} "
           f"{'yes' if ev['meets_targets'] else 'no':>4} "
-          f"{res.heldout_rmse.get('chosen', '-'):>7}", flush=True)
+          f"{res.heldout_rmse.get('chosen', '-'):>7} "
+          f"{'-' if own is None else f'{100 * own:.1f}':>7}", flush=True)
     return ev
 
 
@@ -156,7 +170,7 @@ def main(argv=None):
     print(f"data: {train.n_traces} traces x {train.duration:g} ms at dt {train.dt:g} ms "
           f"({time.perf_counter() - t0:.1f} s to simulate)")
     print(f"{'case':<22} {'seed':>4} {'wall s':>7} {'tau50%':>7} {'tau90%':>7} {'xinf':>7} "
-          f"{'rate%':>7} {'Vrmse':>7} {'spikes':>7} {'ok':>4} {'kept':>7}")
+          f"{'rate%':>7} {'Vrmse':>7} {'spikes':>7} {'ok':>4} {'kept':>7} {'rate%*':>7}")
     print(f"{'targets':<22} {'':>4} {'<120':>7} {'<5':>7} {'<10':>7} {'<0.03':>7} {'<10':>7} "
           f"{'<1':>7}")
     rows = []

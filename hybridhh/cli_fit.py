@@ -110,7 +110,8 @@ def cmd_fit(args) -> int:
     say(f"fitting {rec.n_traces} traces of {args.data} -> {args.out}")
     res = fit(rec, cfg, run_dir=args.out, resume=args.resume, quiet=args.quiet)
     lo, hi = res.voltage_range
-    say(f"done in {res.elapsed:.1f} s; data constrain the rates over {lo:.1f} .. {hi:.1f} mV")
+    say(f"done in {res.elapsed:.1f} s; V visited {lo:.1f} .. {hi:.1f} mV (1st-99th percentile)")
+    _say_constrained(res)
     if res.heldout_rmse:
         h = res.heldout_rmse
         parts = [f"{k} {v:.3f} mV" for k, v in h.items() if isinstance(v, float)]
@@ -118,6 +119,13 @@ def cmd_fit(args) -> int:
             + (f"; kept {h['chosen']}" if "chosen" in h else ""))
     print(args.out)
     return 0
+
+
+def _say_constrained(res, where: str = "") -> None:
+    if not res.constrained:
+        return
+    say("the data constrain" + where + ": " + "; ".join(
+        f"{r} {lo:.0f} .. {hi:.0f} mV" for r, (lo, hi) in res.constrained.items()))
 
 
 def _rates_arguments(p):
@@ -142,8 +150,11 @@ def cmd_rates(args) -> int:
     vmin = args.vmin if args.vmin is not None else float(round(lo - 30.0))
     vmax = args.vmax if args.vmax is not None else float(round(hi + 30.0))
     out = Path(args.out) if args.out else Path(args.run_dir) / "rates.csv"
-    write_rates_csv(out, res.model, voltage_grid(vmin, vmax, args.step), (lo, hi))
-    say(f"data constrain the rates over {lo:.1f} .. {hi:.1f} mV (column 'constrained'); "
-        "outside that range the curves are extrapolation")
+    write_rates_csv(out, res.model, voltage_grid(vmin, vmax, args.step), (lo, hi),
+                    res.constrained)
+    say(f"V visited {lo:.1f} .. {hi:.1f} mV (1st-99th percentile; column 'constrained')")
+    if res.constrained:
+        _say_constrained(res, " (columns 'constrained_<rate>')")
+    say("outside its range a curve is extrapolation")
     print(out)
     return 0

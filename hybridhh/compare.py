@@ -38,7 +38,13 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, RecordingError, RunDirError, SimulationError
-from .metrics import TARGETS, kinetics_errors, meets_targets, summarize_errors
+from .metrics import (
+    TARGETS,
+    kinetics_errors,
+    meets_targets,
+    rate_errors_in_ranges,
+    summarize_errors,
+)
 
 __all__ = [
     "COMPARE_DIR",
@@ -521,7 +527,9 @@ def load_run(run_dir, warnings: list | None = None):
                              holdout_traces=tuple(res["holdout_traces"]),
                              heldout_rmse=res.get("heldout_rmse", {}),
                              history=rd.read_metrics(run_dir),
-                             elapsed=res.get("elapsed", 0.0), run_dir=run_dir)
+                             elapsed=res.get("elapsed", 0.0), run_dir=run_dir,
+                             constrained=({k: tuple(v) for k, v in res["constrained"].items()}
+                                          if res.get("constrained") else None))
         except KeyError as k:
             raise RunDirError(f"{run_dir / rd.RESULT}: missing {k}") from None
 
@@ -595,7 +603,10 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
         ``metrics`` holds: ``run_dir``, ``recording`` (path, source and its
         :meth:`~hybridhh.recording.Recording.summary` without per-trace rows), ``truth``
         (:class:`TruthSpec` info or None), ``voltage_range`` (mV, 1st–99th percentile of the
-        recorded V), ``kinetics`` (:func:`kinetics_metrics` or None), ``free_run``
+        recorded V), ``constrained`` (per rate, the range in mV over which the data
+        constrain it, or None for older runs), ``kinetics`` (:func:`kinetics_metrics` or
+        None; with ``rates_constrained``, each rate's errors over its own range,
+        :func:`~hybridhh.metrics.rate_errors_in_ranges`, when the run has them), ``free_run``
         (``method``, ``dt`` ms, ``spike_threshold`` mV, ``max_shift`` ms, and for ``train``
         and ``holdout``: ``traces``, ``rmse`` (mV), ``rmse_per_trace``, ``rmse_floor`` (mV,
         the reference re-simulated, or None), ``rmse_clean`` (mV, against the noise-free V
@@ -637,6 +648,9 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
     kin_metrics = None
     if spec is not None:
         kin_metrics = kinetics_metrics(res.model, spec.kinetics, lo, hi)
+        if res.constrained:
+            kin_metrics["rates_constrained"] = rate_errors_in_ranges(
+                res.model, spec.kinetics, res.constrained)
 
     # free-running simulations: all traces in one batch
     used = method
@@ -705,6 +719,8 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
         "recording": summary,
         "truth": None if spec is None else {**spec.info, "label": spec.label},
         "voltage_range": [float(lo), float(hi)],
+        "constrained": (None if not res.constrained
+                        else {k: [float(a), float(b)] for k, (a, b) in res.constrained.items()}),
         "kinetics": kin_metrics,
         "free_run": {
             "method": used,

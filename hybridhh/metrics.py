@@ -11,7 +11,8 @@ import torch
 
 from .constants import GATES
 
-__all__ = ["kinetics_errors", "summarize_errors", "meets_targets", "TARGETS"]
+__all__ = ["kinetics_errors", "summarize_errors", "meets_targets", "rate_errors_in_ranges",
+           "TARGETS"]
 
 #: The fit targets (issue 4): tau median / p90 relative error, x_inf max abs error,
 #: alpha and beta median relative error.
@@ -68,3 +69,26 @@ def meets_targets(errors: dict, targets: dict | None = None) -> bool:
     targets = targets or TARGETS
     s = summarize_errors(errors)
     return all(s[k] < v for k, v in targets.items())
+
+
+def rate_errors_in_ranges(learned, truth, ranges: dict, step: float = 0.5) -> dict:
+    """Relative error of each rate of ``learned`` against ``truth`` over that rate's own
+    range (``ranges``: ``{"alpha_m": (lo, hi), ...}``, mV, e.g. where the data constrain
+    it, :attr:`hybridhh.fit.FitResult.constrained`).
+
+    Returns
+    -------
+    dict
+        ``{rate: {"range": [lo, hi], "median", "p90", "max"}}`` (fractions).
+    """
+    out = {}
+    for rate, (lo, hi) in ranges.items():
+        kind, gate = rate.split("_")
+        g = GATES.index(gate)
+        V = np.arange(lo, hi + 0.5 * step, step)
+        learned_rate = _eval(learned, V)[0 if kind == "alpha" else 1][:, g]
+        true_rate = _eval(truth, V)[0 if kind == "alpha" else 1][:, g]
+        rel = np.abs(learned_rate - true_rate) / true_rate
+        out[rate] = {"range": [float(lo), float(hi)], "median": float(np.median(rel)),
+                     "p90": float(np.percentile(rel, 90)), "max": float(np.max(rel))}
+    return out

@@ -5,9 +5,10 @@ Contract (``shared/docs/dataset-format.md``): a header line, then one row per vo
     V,alpha_m,beta_m,alpha_h,beta_h,alpha_n,beta_n[,extra columns]
 
 ``V`` in mV, rates in 1/ms at the temperature of the fitted data. hybridhh appends the
-optional columns ``m_inf,tau_m,h_inf,tau_h,n_inf,tau_n`` (tau in ms) and ``constrained``:
-1 where V lies in the range the data visited (1st–99th percentile), 0 where the curves
-are extrapolation.
+optional columns ``m_inf,tau_m,h_inf,tau_h,n_inf,tau_n`` (tau in ms), ``constrained``:
+1 where V lies in the range the data visited (1st–99th percentile), else 0, and, for fits
+that measured them, ``constrained_alpha_m`` ... ``constrained_beta_n``: 1 where the data
+constrain that rate (:mod:`hybridhh.fit.constrained`), 0 where the curve is extrapolation.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from .constants import GATES, RATE_NAMES
 from .errors import ConfigError, RecordingError
 
 REQUIRED = ("V",) + RATE_NAMES
-EXTRA = tuple(c for g in GATES for c in (f"{g}_inf", f"tau_{g}")) + ("constrained",)
+EXTRA = (tuple(c for g in GATES for c in (f"{g}_inf", f"tau_{g}")) + ("constrained",)
+         + tuple(f"constrained_{r}" for r in RATE_NAMES))
 
 
 def voltage_grid(vmin: float, vmax: float, step: float) -> np.ndarray:
@@ -38,8 +40,12 @@ def voltage_grid(vmin: float, vmax: float, step: float) -> np.ndarray:
     return vmin + step * np.arange(n)
 
 
-def rate_table(kinetics, V, constrained: tuple[float, float] | None = None) -> dict:
-    """Columns of the rate table for ``kinetics`` at voltages ``V`` (mV)."""
+def rate_table(kinetics, V, constrained: tuple[float, float] | None = None,
+               rate_ranges: dict | None = None) -> dict:
+    """Columns of the rate table for ``kinetics`` at voltages ``V`` (mV).
+
+    ``constrained``: the visited range (mV) -> column ``constrained``; ``rate_ranges``:
+    ``{rate: (lo, hi)}`` (mV) -> columns ``constrained_<rate>``."""
     V = np.asarray(V, dtype=np.float64)
     with torch.no_grad():
         alpha, beta = kinetics.rates(torch.as_tensor(V, dtype=torch.float64))
@@ -56,18 +62,22 @@ def rate_table(kinetics, V, constrained: tuple[float, float] | None = None) -> d
     if constrained is not None:
         lo, hi = constrained
         cols["constrained"] = ((V >= lo) & (V <= hi)).astype(int)
+    for r in RATE_NAMES if rate_ranges else ():
+        lo, hi = rate_ranges[r]
+        cols[f"constrained_{r}"] = ((V >= lo) & (V <= hi)).astype(int)
     return cols
 
 
-def write_rates_csv(path, kinetics, V, constrained: tuple[float, float] | None = None) -> Path:
-    """Write the rate table atomically; returns the path."""
-    cols = rate_table(kinetics, V, constrained)
+def write_rates_csv(path, kinetics, V, constrained: tuple[float, float] | None = None,
+                    rate_ranges: dict | None = None) -> Path:
+    """Write the rate table (:func:`rate_table`) atomically; returns the path."""
+    cols = rate_table(kinetics, V, constrained, rate_ranges)
     names = list(REQUIRED) + [c for c in EXTRA if c in cols]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(names)
     for i in range(len(cols["V"])):
-        w.writerow([int(cols[c][i]) if c == "constrained" else repr(float(cols[c][i]))
+        w.writerow([int(cols[c][i]) if c.startswith("constrained") else repr(float(cols[c][i]))
                     for c in names])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

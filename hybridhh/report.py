@@ -258,6 +258,23 @@ def _kinetics_table(k: dict) -> str:
     return f"<table>{head}{''.join(rows)}{tgt}</table>"
 
 
+def _rate_ranges_table(ranges: dict, errors: dict | None) -> str:
+    """Per rate: where the data constrain it, and (with a truth) its errors there."""
+    head = ("<tr><th class='l'>rate</th><th>constrained over (mV)</th>"
+            + ("<th>median rel. error there</th><th>90th pct.</th><th>max</th>"
+               if errors else "") + "</tr>")
+    rows = []
+    for rate, (lo, hi) in ranges.items():
+        kind, gate = rate.split("_")
+        label = ("α" if kind == "alpha" else "β") + f"<sub>{_e(gate)}</sub>"
+        cells = f"<td>{lo:.1f} … {hi:.1f}</td>"
+        if errors and rate in errors:
+            e = errors[rate]
+            cells += "".join(f"<td>{_pct(e[key])}</td>" for key in ("median", "p90", "max"))
+        rows.append(f"<tr><td class='l'>{label}</td>{cells}</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def _spikes_text(sp) -> str:
     return (f"{sp['n_reference']} recorded / {sp['n_model']} model; {sp['matched']} matched, "
             f"{sp['missed']} missed, {sp['extra']} extra")
@@ -433,10 +450,10 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
         ("held-out traces", _e(", ".join(metrics["fit"]["holdout_traces"]) or
                                "none (every trace was used for training)")),
         ("recorded V", _e(f"{v.get('min', 0):.1f} … {v.get('max', 0):.1f} mV")),
-        ("constrained voltage range", "<b>" + _e(f"{lo:.1f} … {hi:.1f} mV") + "</b> "
-         "(1st–99th percentile of the recorded V: the data constrain the rates here; all "
-         "kinetics errors are measured over this range, and outside it the learned curves "
-         "are extrapolation)"),
+        ("visited voltage range", "<b>" + _e(f"{lo:.1f} … {hi:.1f} mV") + "</b> "
+         "(1st–99th percentile of the recorded V: the kinetics errors per gate are "
+         "measured over this range; each rate is constrained over part of it, see section "
+         "2, and outside it the learned curves are extrapolation)"),
         ("injected current", _e(f"{c.get('min', 0):.1f} … {c.get('max', 0):.1f} µA/cm²")),
         ("measurement noise", _e("none added" if not rec.get("noise_sigma")
                                  else f"Gaussian, SD {rec['noise_sigma']:g} mV")),
@@ -470,10 +487,20 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
     if "kinetics_error" in figures:
         parts.append(_figure(figures["kinetics_error"], FIGURES["kinetics_error"][1],
                              _CAPTIONS["kinetics_error"]))
+    ranges = metrics.get("constrained")
+    if ranges:
+        parts.append(
+            "<p><b>Where the data constrain each rate.</b> A rate is constrained where its "
+            "uncertainty, from the curvature of the teacher-forcing loss with every other "
+            "curve free to compensate, is within 10× of its smallest (see "
+            "<code>hybridhh.fit.constrained</code>); outside its range the curve is "
+            "extrapolation, whatever the recording's voltage range. The rates CSV marks "
+            "these ranges in its <code>constrained_&lt;rate&gt;</code> columns.</p>")
+        parts.append(_rate_ranges_table(ranges, (k or {}).get("rates_constrained")))
     parts.append(
         "<div class='note'><b>What the data can and cannot identify.</b> The rates are "
         "learned from how the recorded voltage responds to the injected current, so only "
-        "voltages the cell actually spent time at carry information. Within the constrained "
+        "voltages the cell actually spent time at carry information. Within the visited "
         "range, τ and x<sub>∞</sub> are what the currents depend on and are the best "
         "determined; a rate much smaller than its partner (β<sub>m</sub> and α<sub>h</sub> "
         "at depolarised V) barely changes them and stays uncertain, and h is seen only "

@@ -318,6 +318,12 @@ def test_fit_cli_and_rates_csv(tiny_recording, tmp_path, capsys):
     lo, hi = load_fit(run).voltage_range
     inside = (table["V"] >= lo) & (table["V"] <= hi)
     assert np.array_equal(table["constrained"].astype(bool), inside)
+    ranges = load_fit(run).constrained
+    assert set(ranges) == set(REQUIRED[1:])
+    for rate, (rlo, rhi) in ranges.items():
+        col = table[f"constrained_{rate}"].astype(bool)
+        assert np.array_equal(col, (table["V"] >= rlo) & (table["V"] <= rhi)), rate
+        assert col.any()
     model = load_model(run)
     with torch.no_grad():
         a, b = model.rates(torch.tensor([-60.0], dtype=torch.float64))

@@ -109,7 +109,8 @@ def test_report_is_self_contained(compared, fitted, tmp_path):
     assert text.startswith("<!DOCTYPE html>")
     assert text.count("data:image/png;base64,") == 5
     assert "src=\"http" not in text and "<script" not in text
-    for needle in ("constrained voltage range", "extrapolation", "held-out", "τ median",
+    for needle in ("visited voltage range", "Where the data constrain each rate",
+                   "constrained over (mV)", "extrapolation", "held-out", "τ median",
                    "Fit configuration", "hh_modern", "ou_4_8_s0_0", "µA/cm²"):
         assert needle in text, needle
 

@@ -26,6 +26,7 @@ from ..rates_mlp import GatePrior, RateMLP
 from ..simulate import simulate
 from . import rundir
 from .config import FitConfig
+from .constrained import constrained_ranges
 from .data import TraceData
 from .denoise import estimate_path
 from .gauss_newton import NodeTable, curves, distill, levenberg_marquardt, voltage_nodes
@@ -51,8 +52,11 @@ class FitResult:
     config
         The :class:`FitConfig` used.
     voltage_range
-        1st–99th percentile of the recorded V (mV): where the data constrain the rates;
-        outside it the curves are extrapolation.
+        1st–99th percentile of the recorded V (mV): where the cell went.
+    constrained
+        Per rate (``"alpha_m"`` ... ``"beta_n"``), the voltage range (mV) over which the
+        data constrain it (:mod:`hybridhh.fit.constrained`); outside it the curve is
+        extrapolation. None for runs saved before this was computed.
     train_traces, holdout_traces
         Trace names used for training and for accepting the neural-ODE stage.
     heldout_rmse
@@ -75,10 +79,13 @@ class FitResult:
     history: list = field(default_factory=list)
     elapsed: float = 0.0
     run_dir: Path | None = None
+    constrained: dict | None = None
 
     def summary(self) -> dict:
         return {
             "voltage_range": list(self.voltage_range),
+            "constrained": ({k: list(v) for k, v in self.constrained.items()}
+                            if self.constrained is not None else None),
             "train_traces": list(self.train_traces),
             "holdout_traces": list(self.holdout_traces),
             "heldout_rmse": self.heldout_rmse,
@@ -458,8 +465,16 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
         heldout["final"] = _rmse(model, held)
         heldout["traces"] = "holdout"
 
+    # where the data constrain each rate, along the path teacher forcing ran on
+    along = train if "path" not in context else TraceData(context["path"], train.I, train.dt,
+                                                          train.bio, train.names)
+    t = config.teacher
+    constrained = constrained_ranges(
+        model, along, step=t.gauss_newton[0][0] if t.gauss_newton else t.lbfgs[0][0],
+        adaptive=t.adaptive, node_step=t.gn_node_step, smoothness=t.gn_smoothness)
     result = FitResult(model, config, vrange, train.names,
-                       tuple(data.names[i] for i in hold), heldout, history, elapsed, run_dir)
+                       tuple(data.names[i] for i in hold), heldout, history, elapsed, run_dir,
+                       constrained)
     if run_dir is not None:
         rundir.save_torch(run_dir / rundir.MODEL,
                           {"config": model.config(), "state": model.state_dict()})
@@ -495,6 +510,8 @@ def load_fit(run_dir) -> FitResult:
         history=rundir.read_metrics(run_dir),
         elapsed=res["elapsed"],
         run_dir=run_dir,
+        constrained=({k: tuple(v) for k, v in res["constrained"].items()}
+                     if res.get("constrained") else None),
     )
 
 
