@@ -118,13 +118,41 @@ def evaluate(res, test, truth):
             "rate_p90_constrained": max((e["p90"] for e in own.values()), default=None)}
 
 
+def calibrate(train, repeats: int = 3) -> float:
+    """Seconds for a fixed piece of fitting work on this machine (best of ``repeats``):
+    20 teacher-forcing losses with gradients at 0.04 ms adaptive steps and one
+    neural-ODE loss with gradient on 128 windows of 3 ms, from the generic prior.
+    The same fit varies between machines and sessions, and within one (seed 0: 107 s
+    in one session, 138 s in another, with identical results; prior 2: 119 and 106 s),
+    so wall times are comparable only together with this number, measured right before
+    each case."""
+    from hybridhh.fit.api import build_model
+    from hybridhh.fit.shooting import MultipleShooting
+    from hybridhh.fit.teacher import TeacherForcing
+
+    data = TraceData.from_recording(train)
+    torch.manual_seed(0)
+    model = build_model(data, FitConfig())
+    tf = TeacherForcing(data, stride=4, adaptive=1.0)
+    ms = MultipleShooting(data, 3.0, TeacherForcing(data), max_windows=128, stride=4)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(20):
+            tf.loss(model).backward()
+        ms.loss(model, torch.Generator().manual_seed(0)).backward()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def run_case(name, train, test, cfg, truth):
+    cal = calibrate(train)  # the machine's speed right now (it drifts within a session)
     t0 = time.perf_counter()
     res = fit(train, cfg, quiet=True)
     wall = time.perf_counter() - t0
     ev = evaluate(res, test, truth)
     ev.update({"case": name, "seed": cfg.seed, "wall": wall, "fit_elapsed": res.elapsed,
-               "ode": res.heldout_rmse})
+               "ode": res.heldout_rmse, "calibration": cal})
     s = ev["summary"]
     own = ev["rate_median_constrained"]
     print(f"{name:<22} {cfg.seed:>4} {wall:7.1f} {100 * s['tau_median']:7.2f} "
@@ -132,7 +160,7 @@ def run_case(name, train, test, cfg, truth):
           f"{ev['heldout_rmse']:7.3f} {ev['spikes_model']:>3}/{ev['spikes_true']:<3} "
           f"{'yes' if ev['meets_targets'] else 'no':>4} "
           f"{res.heldout_rmse.get('chosen', '-'):>7} "
-          f"{'-' if own is None else f'{100 * own:.1f}':>7}", flush=True)
+          f"{'-' if own is None else f'{100 * own:.1f}':>7} {cal:6.2f}", flush=True)
     return ev
 
 
@@ -170,7 +198,8 @@ def main(argv=None):
     print(f"data: {train.n_traces} traces x {train.duration:g} ms at dt {train.dt:g} ms "
           f"({time.perf_counter() - t0:.1f} s to simulate)")
     print(f"{'case':<22} {'seed':>4} {'wall s':>7} {'tau50%':>7} {'tau90%':>7} {'xinf':>7} "
-          f"{'rate%':>7} {'Vrmse':>7} {'spikes':>7} {'ok':>4} {'kept':>7} {'rate%*':>7}")
+          f"{'rate%':>7} {'Vrmse':>7} {'spikes':>7} {'ok':>4} {'kept':>7} {'rate%*':>7} "
+          f"{'cal s':>6}")
     print(f"{'targets':<22} {'':>4} {'<120':>7} {'<5':>7} {'<10':>7} {'<0.03':>7} {'<10':>7} "
           f"{'<1':>7}")
     rows = []

@@ -826,6 +826,8 @@ def _write_figures(comp: Comparison, out_dir: Path) -> dict:
         labels = [f"true ({info['kinetics']}" + (f", {t:g} °C)" if t is not None else ")"),
                   learned_label]
     fig = P.plot_rates(kin, labels, vmin=vmin, vmax=vmax, voltages=comp.recording.voltage)
+    if comp.fit.constrained:  # fig.axes: the 3x3 grid row by row (rate panels at 0, 3, 6)
+        P.mark_rate_ranges([fig.axes[0], fig.axes[3], fig.axes[6]], comp.fit.constrained)
     P.mark_voltage_range(fig.axes, lo, hi, label="1st–99th percentile of V",
                          legend_loc="figure")
     written["rates"] = P.save_figure(fig, out_dir / FIGURES["rates"][0])

@@ -539,6 +539,34 @@ def save_figure(fig: Figure, path, dpi: int | None = None) -> Path:
 __all__ += ["mark_voltage_range", "plot_kinetics_error", "plot_free_run", "plot_training"]
 
 
+def mark_rate_ranges(rate_axes, ranges: dict) -> None:
+    """Bars at the bottom of each gate's rate panel: where the data constrain its alpha
+    (solid) and beta (dashed), ``ranges = {"alpha_m": (lo, hi), ...}`` (mV, see
+    :mod:`hybridhh.fit.constrained`). ``rate_axes``: the m, h, n rate axes."""
+    from matplotlib.transforms import blended_transform_factory
+
+    for gate, ax in zip(("m", "h", "n"), rate_axes, strict=True):
+        tr = blended_transform_factory(ax.transData, ax.transAxes)
+        for kind, y, ls in (("alpha", 0.05, "-"), ("beta", 0.11, "--")):
+            if f"{kind}_{gate}" in ranges:
+                lo, hi = ranges[f"{kind}_{gate}"]
+                ax.plot([lo, hi], [y, y], transform=tr, color="tab:green", lw=2.5, ls=ls,
+                        solid_capstyle="butt", zorder=3)
+    # add the bars to the first legend of the figure (mark_voltage_range keeps them)
+    from matplotlib.lines import Line2D
+
+    for a in rate_axes[0].figure.axes:
+        leg = a.get_legend()
+        if leg is None:
+            continue
+        handles = list(leg.legend_handles) + [
+            Line2D([], [], color="tab:green", lw=2.5, ls=ls) for ls in ("-", "--")]
+        labels = [t.get_text() for t in leg.texts] + ["data constrain α", "data constrain β"]
+        with matplotlib.rc_context(STYLE):
+            a.legend(handles, labels)
+        break
+
+
 def mark_voltage_range(axes, lo: float, hi: float, label: str | None = None,
                        legend_loc: str | None = None) -> Figure:
     """Dotted vertical lines at ``lo`` and ``hi`` (mV) on every axes of ``axes`` (e.g. the

@@ -163,7 +163,10 @@ _CAPTIONS = {
         "({lo:.1f} … {hi:.1f} mV), the range over which all kinetics errors are measured. "
         "Outside the dotted lines the data constrain the rates weakly, and inside the grey "
         "bands not at all: there the learned curves are extrapolation of the network and "
-        "its prior, and any agreement with the truth is luck, not evidence."
+        "its prior, and any agreement with the truth is luck, not evidence. The green bars "
+        "at the bottom of each rate panel (when the run has them) mark where the data "
+        "constrain α (solid) and β (dashed) themselves, which is narrower: see the table "
+        "below."
     ),
     "kinetics_error": (
         "<b>What it shows.</b> The learned kinetics divided by the true ones, per gate, "

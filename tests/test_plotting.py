@@ -161,3 +161,21 @@ def test_no_pyplot_state():
         n = len(plt.get_fignums())
         P.plot_rates(HHKinetics())
         assert len(plt.get_fignums()) == n
+
+
+def test_mark_rate_ranges_draws_one_bar_per_rate_and_a_legend_entry():
+    from matplotlib.colors import to_rgba
+
+    hh = HHKinetics()
+    fig = P.plot_rates([hh], ["true"], vmin=-100.0, vmax=50.0)
+    ranges = {"alpha_m": (-70.0, 40.0), "beta_m": (-75.0, -15.0), "alpha_h": (-90.0, -30.0),
+              "beta_h": (-80.0, 40.0), "alpha_n": (-90.0, 40.0), "beta_n": (-90.0, -45.0)}
+    rate_axes = [fig.axes[0], fig.axes[3], fig.axes[6]]
+    P.mark_rate_ranges(rate_axes, ranges)
+    green = to_rgba("tab:green")
+    for gate, ax in zip("mhn", rate_axes, strict=True):
+        bars = [ln for ln in ax.get_lines() if to_rgba(ln.get_color()) == green]
+        assert sorted(tuple(b.get_xdata()) for b in bars) == sorted(
+            [ranges[f"alpha_{gate}"], ranges[f"beta_{gate}"]])
+    labels = [t.get_text() for a in fig.axes if a.get_legend() for t in a.get_legend().texts]
+    assert "data constrain α" in labels and "data constrain β" in labels

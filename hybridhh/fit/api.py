@@ -469,9 +469,10 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
     along = train if "path" not in context else TraceData(context["path"], train.I, train.dt,
                                                           train.bio, train.names)
     t = config.teacher
-    constrained = constrained_ranges(
-        model, along, step=t.gauss_newton[0][0] if t.gauss_newton else t.lbfgs[0][0],
-        adaptive=t.adaptive, node_step=t.gn_node_step, smoothness=t.gn_smoothness)
+    steps = [s for s, _ in t.gauss_newton] + [s for s, _ in t.lbfgs]  # the first stage's
+    constrained = constrained_ranges(model, along, step=steps[0] if steps else t.adam_dt,
+                                     adaptive=t.adaptive, node_step=t.gn_node_step,
+                                     smoothness=t.gn_smoothness)
     result = FitResult(model, config, vrange, train.names,
                        tuple(data.names[i] for i in hold), heldout, history, elapsed, run_dir,
                        constrained)

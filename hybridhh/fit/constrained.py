@@ -19,21 +19,22 @@ the run of such nodes around the best one, widened by half a node step and clipp
 recorded V. The scale of ``H⁻¹`` drops out: the residual of a noise-free recording is
 discretisation error, not white noise, so only the relative profile is meaningful.
 
-Measured (default FitConfig, fit seed 0, the benchmark's default set at 6.3 °C and at
-18.5 °C; errors are |log(fitted / true)| within the range):
+Measured (``benchmarks/fit.py``, default FitConfig, fit seed 0; relative errors of the
+fitted rate within its own range, median / max):
 
-=========  ====================  ==========  ====================  ==========
-rate       6.3 °C range (mV)     max error   18.5 °C range (mV)    max error
-=========  ====================  ==========  ====================  ==========
-alpha_m    −69.5 … 50.5          1.3 %       −65.8 … 39.2          4.9 %
-beta_m     −75.5 … −15.5         1.4 %       −68.8 … −17.8         20 %
-alpha_h    −105.5 … −33.5        5.3 %       −86.8 … −29.8         12 %
-beta_h     −78.5 … 50.5          2.4 %       −80.8 … 45.2          4.7 %
-alpha_n    −90.5 … 50.5          4.7 %       −83.8 … 45.2          4.8 %
-beta_n     −102.5 … −45.5        2.4 %       −83.8 … −35.8         1.4 %
-=========  ====================  ==========  ====================  ==========
+=========  ==================  =============  ==================  =============
+rate       6.3 °C range (mV)   error          18.5 °C range (mV)  error
+=========  ==================  =============  ==================  =============
+alpha_m    −71.0 … 48.4        0.6 / 1.3 %    −67.3 … 40.7        1.7 / 5.3 %
+beta_m     −77.0 … −14.0       0.4 / 1.9 %    −70.3 … −16.3       4.0 / 25.6 %
+alpha_h    −107.0 … −29.0      1.3 / 6.0 %    −85.3 … −28.3       1.0 / 12.7 %
+beta_h     −77.0 … 48.4        1.0 / 2.1 %    −82.3 … 42.5        3.1 / 4.6 %
+alpha_n    −92.0 … 48.4        0.9 / 5.0 %    −85.3 … 42.5        2.0 / 5.5 %
+beta_n     −92.0 … −44.0       0.3 / 1.5 %    −85.3 … −34.3       0.6 / 1.4 %
+=========  ==================  =============  ==================  =============
 
-(node centres). At 18.5 °C the fitted tau_m is 10–26 % off below −75 mV, outside m's
+Over the visited range the worst rate's median error is 4.3 % at 6.3 °C and 11.3 %
+(beta_m) at 18.5 °C. There the fitted tau_m is 10–26 % off below −75 mV, outside m's
 ranges; swapping those values into the true kinetics changes the free-running V by
 0.0008 mV RMS (0.06 mV at most) over the whole recording.
 """
