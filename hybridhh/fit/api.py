@@ -469,7 +469,8 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
     along = train if "path" not in context else TraceData(context["path"], train.I, train.dt,
                                                           train.bio, train.names)
     t = config.teacher
-    steps = [s for s, _ in t.gauss_newton] + [s for s, _ in t.lbfgs]  # the first stage's
+    # at the Gauss-Newton stage's step (else the first L-BFGS entry's)
+    steps = [s for s, _ in t.gauss_newton] + [s for s, _ in t.lbfgs]
     constrained = constrained_ranges(model, along, step=steps[0] if steps else t.adam_dt,
                                      adaptive=t.adaptive, node_step=t.gn_node_step,
                                      smoothness=t.gn_smoothness)
