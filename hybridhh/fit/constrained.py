@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import torch
 
-from ..constants import GATES
+from ..constants import GATES, RATE_NAMES
 from .data import TraceData
 from .gauss_newton import second_difference, voltage_nodes
 from .teacher import TeacherForcing
@@ -109,7 +109,8 @@ def rate_uncertainty(model, data: TraceData, step: float = 0.04, adaptive: float
 
 def constrained_ranges(model, data: TraceData, spread: float = SPREAD,
                        **kwargs) -> dict[str, tuple[float, float]]:
-    """Per rate, the voltage range (mV) over which the data constrain it.
+    """Per rate (in the order alpha_m, beta_m, alpha_h, ...), the voltage range (mV) over
+    which the data constrain it.
 
     The run of nodes where the rate's uncertainty (:func:`rate_uncertainty`) is within
     ``spread`` times its smallest, around the node where it is smallest, widened by half a
@@ -127,4 +128,4 @@ def constrained_ranges(model, data: TraceData, spread: float = SPREAD,
         while hi < len(ok) - 1 and ok[hi + 1]:
             hi += 1
         out[name] = (max(vmin, float(nodes[lo]) - half), min(vmax, float(nodes[hi]) + half))
-    return out
+    return {r: out[r] for r in RATE_NAMES}  # the rates CSV's order
