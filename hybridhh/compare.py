@@ -528,8 +528,7 @@ def load_run(run_dir, warnings: list | None = None):
                              heldout_rmse=res.get("heldout_rmse", {}),
                              history=rd.read_metrics(run_dir),
                              elapsed=res.get("elapsed", 0.0), run_dir=run_dir,
-                             constrained=({k: tuple(v) for k, v in res["constrained"].items()}
-                                          if res.get("constrained") else None))
+                             constrained=FitResult.constrained_from_summary(res))
         except KeyError as k:
             raise RunDirError(f"{run_dir / rd.RESULT}: missing {k}") from None
 

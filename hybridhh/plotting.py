@@ -552,19 +552,31 @@ def mark_rate_ranges(rate_axes, ranges: dict) -> None:
                 lo, hi = ranges[f"{kind}_{gate}"]
                 ax.plot([lo, hi], [y, y], transform=tr, color="tab:green", lw=2.5, ls=ls,
                         solid_capstyle="butt", zorder=3)
-    # add the bars to the first legend of the figure (mark_voltage_range keeps them)
+    # in the first legend of the figure (mark_voltage_range, after this, keeps them)
     from matplotlib.lines import Line2D
 
-    for a in rate_axes[0].figure.axes:
+    _extend_legend(rate_axes[0].figure.axes,
+                   [Line2D([], [], color="tab:green", lw=2.5, ls=ls) for ls in ("-", "--")],
+                   ["data constrain α", "data constrain β"])
+
+
+def _extend_legend(axs, handles, labels, legend_loc: str | None = None) -> None:
+    """Add ``handles``/``labels`` to the first existing legend among ``axs``, redrawn at
+    ``legend_loc`` (default ``"best"``; ``"figure"``: one row below the figure)."""
+    for a in axs:
         leg = a.get_legend()
         if leg is None:
             continue
-        handles = list(leg.legend_handles) + [
-            Line2D([], [], color="tab:green", lw=2.5, ls=ls) for ls in ("-", "--")]
-        labels = [t.get_text() for t in leg.texts] + ["data constrain α", "data constrain β"]
+        handles = list(leg.legend_handles) + list(handles)
+        labels = [t.get_text() for t in leg.texts] + list(labels)
         with matplotlib.rc_context(STYLE):
-            a.legend(handles, labels)
-        break
+            if legend_loc == "figure":  # one row under the figure, off the curves
+                leg.remove()
+                a.figure.legend(handles, labels, loc="outside lower center",
+                                ncol=len(labels))
+            else:
+                a.legend(handles, labels, loc=legend_loc or "best")
+        return
 
 
 def mark_voltage_range(axes, lo: float, hi: float, label: str | None = None,
@@ -582,21 +594,8 @@ def mark_voltage_range(axes, lo: float, hi: float, label: str | None = None,
         for v in (lo, hi):
             a.axvline(v, color="0.35", ls=":", lw=0.9, zorder=1)
     if label:
-        for a in axs:
-            leg = a.get_legend()
-            if leg is None:
-                continue
-            handles = list(leg.legend_handles) + [Line2D([], [], color="0.35", ls=":",
-                                                         lw=0.9)]
-            labels = [t.get_text() for t in leg.texts] + [label]
-            with matplotlib.rc_context(STYLE):
-                if legend_loc == "figure":  # one row under the figure, off the curves
-                    leg.remove()
-                    a.figure.legend(handles, labels, loc="outside lower center",
-                                    ncol=len(labels))
-                else:
-                    a.legend(handles, labels, loc=legend_loc or "best")
-            break
+        _extend_legend(axs, [Line2D([], [], color="0.35", ls=":", lw=0.9)], [label],
+                       legend_loc)
     return axs[0].figure if axs else None
 
 

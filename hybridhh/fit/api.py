@@ -81,6 +81,12 @@ class FitResult:
     run_dir: Path | None = None
     constrained: dict | None = None
 
+    @staticmethod
+    def constrained_from_summary(summary: dict) -> dict | None:
+        """``constrained`` as :meth:`summary` saved it (None for runs saved without it)."""
+        saved = summary.get("constrained")
+        return {k: tuple(v) for k, v in saved.items()} if saved else None
+
     def summary(self) -> dict:
         return {
             "voltage_range": list(self.voltage_range),
@@ -134,7 +140,7 @@ def fitted_prior(data: TraceData, config: FitConfig, quiet: bool = True) -> Gate
     prior, p = generic_prior(data, config), config.prior
     if not p.refine_starts:
         return prior
-    stride = max(1, int(round(p.refine_dt / data.dt)))
+    stride = data.stride(p.refine_dt)
     tf = TeacherForcing(data, window=config.teacher.window, stride=stride)
     t0, lines = time.perf_counter(), progress_lines(quiet)
     with tqdm(total=p.refine_starts, desc="prior", disable=quiet or lines, leave=False) as bar:
@@ -208,14 +214,11 @@ def _phases(model, train: TraceData, cfg: FitConfig, context: dict | None = None
     context = {} if context is None else context
     cache: dict[tuple, TeacherForcing] = {}
 
-    def stride_of(step_ms):
-        return max(1, int(round(step_ms / train.dt)))
+    stride_of = train.stride
 
     def along():
         """The data teacher forcing runs on: the recording, or its denoised V path."""
-        if "path" not in context:
-            return train
-        return TraceData(context["path"], train.I, train.dt, train.bio, train.names)
+        return train.along(context.get("path"))
 
     def teacher(stride, adaptive=None):
         key = (stride, adaptive, "path" in context)
@@ -466,8 +469,7 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
         heldout["traces"] = "holdout"
 
     # where the data constrain each rate, along the path teacher forcing ran on
-    along = train if "path" not in context else TraceData(context["path"], train.I, train.dt,
-                                                          train.bio, train.names)
+    along = train.along(context.get("path"))
     t = config.teacher
     # at the Gauss-Newton stage's step (else the first L-BFGS entry's)
     steps = [s for s, _ in t.gauss_newton] + [s for s, _ in t.lbfgs]
@@ -512,8 +514,7 @@ def load_fit(run_dir) -> FitResult:
         history=rundir.read_metrics(run_dir),
         elapsed=res["elapsed"],
         run_dir=run_dir,
-        constrained=({k: tuple(v) for k, v in res["constrained"].items()}
-                     if res.get("constrained") else None),
+        constrained=FitResult.constrained_from_summary(res),
     )
 
 

@@ -82,7 +82,7 @@ def rate_uncertainty(model, data: TraceData, step: float = 0.04, adaptive: float
         Uncertainty of log alpha_m, alpha_h, alpha_n, beta_m, beta_h, beta_n (rows, as
         :data:`RATES`), each row divided by its smallest value.
     """
-    stride = max(1, int(round(step / data.dt)))
+    stride = data.stride(step)
     tf = TeacherForcing(data, stride=stride, adaptive=adaptive if stride > 1 else None)
     nodes = voltage_nodes(tf.V, node_step)
     N = len(nodes)

@@ -47,6 +47,17 @@ class TraceData:
         return TraceData(self.V[idx], self.I[idx], self.dt, self.bio,
                          tuple(self.names[i] for i in idx))
 
+    def stride(self, step: float) -> int:
+        """Samples per step of ``step`` ms: rounded to whole samples, at least 1."""
+        return max(1, int(round(step / self.dt)))
+
+    def along(self, path: torch.Tensor | None) -> TraceData:
+        """These traces with V replaced by ``path`` (a noise-free V estimate, ``[B, T]``),
+        or themselves when ``path`` is None."""
+        if path is None:
+            return self
+        return TraceData(path, self.I, self.dt, self.bio, self.names)
+
     @property
     def n_traces(self) -> int:
         return self.V.shape[0]

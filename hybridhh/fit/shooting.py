@@ -47,8 +47,7 @@ def stable_stride(model, data: TraceData, step: float) -> int:
     with torch.no_grad():
         V = torch.linspace(float(data.V.min()), float(data.V.max()), 512, dtype=data.V.dtype)
         tau_min = float(model.inf_tau(V)[1].min())
-    wanted = max(1, int(round(step / data.dt)))
-    return max(1, min(wanted, int(STEP_TAU * tau_min / data.dt)))
+    return max(1, min(data.stride(step), int(STEP_TAU * tau_min / data.dt)))
 
 
 class MultipleShooting:
