@@ -19,6 +19,10 @@ Prints a table and writes ``benchmarks/results/fit.json``::
     python benchmarks/fit.py --cases seeds   # only some cases
     python benchmarks/fit.py --cases elsewhere --out /tmp/elsewhere.json
     python benchmarks/fit.py --cases noise --noise-levels 0.3 1 2
+    python benchmarks/fit.py --cases seeds --set teacher.adam_steps=300 --out /tmp/a.json
+
+``--set FIELD=VALUE`` (repeatable) changes a FitConfig field in every case (VALUE is JSON,
+e.g. ``'teacher.lbfgs=[[0.04, 12], [0.04, 24]]'``); the changes are recorded in the rows.
 
 With ``--cases``, rows of the other cases already in the output file are kept (a rerun of
 one case replaces only that case's rows).
@@ -145,6 +149,19 @@ def calibrate(train, repeats: int = 3) -> float:
     return best
 
 
+def phase_times(res, wall: float) -> dict:
+    """Seconds per phase of a fit: ``prior+setup`` (stage 0 and data preparation), each
+    phase of ``res.history``, and ``after`` (held-out selection, constrained ranges)."""
+    ends: dict = {}
+    for rec in res.history:
+        ends[rec["phase"]] = rec["elapsed"]
+    out, last = {}, 0.0
+    for name, end in ends.items():
+        out[name] = end - last
+        last = end
+    return {"prior+setup": res.elapsed - last, **out, "after": wall - res.elapsed}
+
+
 def run_case(name, train, test, cfg, truth):
     cal = calibrate(train)  # the machine's speed right now (it drifts within a session)
     t0 = time.perf_counter()
@@ -152,7 +169,8 @@ def run_case(name, train, test, cfg, truth):
     wall = time.perf_counter() - t0
     ev = evaluate(res, test, truth)
     ev.update({"case": name, "seed": cfg.seed, "wall": wall, "fit_elapsed": res.elapsed,
-               "ode": res.heldout_rmse, "calibration": cal})
+               "ode": res.heldout_rmse, "calibration": cal, "phases": phase_times(res, wall),
+               "config": cfg.to_dict()})
     s = ev["summary"]
     own = ev["rate_median_constrained"]
     print(f"{name:<22} {cfg.seed:>4} {wall:7.1f} {100 * s['tau_median']:7.2f} "
@@ -162,6 +180,39 @@ def run_case(name, train, test, cfg, truth):
           f"{res.heldout_rmse.get('chosen', '-'):>7} "
           f"{'-' if own is None else f'{100 * own:.1f}':>7} {cal:6.2f}", flush=True)
     return ev
+
+
+def parse_sets(items) -> dict:
+    """``["teacher.adam_steps=300", ...]`` -> ``{"teacher": {"adam_steps": 300}}``."""
+    out: dict = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE, e.g. teacher.adam_steps=300")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass  # a bare string, e.g. ode.method=rk4
+        *outer, last = key.split(".")
+        d = out
+        for k in outer:
+            d = d.setdefault(k, {})
+        d[last] = value
+    return out
+
+
+def configure(sets: dict, **fields) -> FitConfig:
+    """``FitConfig(**fields)`` with the ``--set`` changes on top."""
+    d = FitConfig(**fields).to_dict()
+    for key, value in sets.items():
+        if isinstance(value, dict):
+            d[key] = {**d.get(key, {}), **value}
+        else:
+            d[key] = value
+    try:
+        return FitConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--set: {e}") from e
 
 
 def case_group(case: str) -> str:
@@ -187,7 +238,12 @@ def main(argv=None):
                     default=["seeds", "noise", "alpha_beta", "priors", "elsewhere"])
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--set", action="append", metavar="FIELD=VALUE", dest="sets",
+                    help="change a FitConfig field in every case (repeatable), e.g. "
+                         "teacher.adam_steps=300; VALUE is JSON")
     args = ap.parse_args(argv)
+    sets = parse_sets(args.sets)
+    configure(sets)  # a bad --set fails before any fit
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
@@ -214,6 +270,7 @@ def main(argv=None):
         "targets": TARGETS,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "set": sets,
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -223,25 +280,25 @@ def main(argv=None):
 
     if "seeds" in args.cases:
         for s in range(args.seeds):
-            rows.append(run_case("default", train, test, FitConfig(seed=s), truth))
+            rows.append(run_case("default", train, test, configure(sets, seed=s), truth))
             save()
     if "noise" in args.cases:
         for level in args.noise_levels:
             ntrain, _ = make_data(noise=level)
             for s in range(args.extra_seeds):
-                rows.append(run_case(f"noise {level:g} mV", ntrain, test, FitConfig(seed=s),
+                rows.append(run_case(f"noise {level:g} mV", ntrain, test, configure(sets, seed=s),
                                      truth))
                 save()
     if "alpha_beta" in args.cases:
         for s in range(args.extra_seeds):
             rows.append(run_case("alpha_beta", train, test,
-                                 FitConfig(seed=s, parametrisation="alpha_beta"), truth))
+                                 configure(sets, seed=s, parametrisation="alpha_beta"), truth))
             save()
     if "priors" in args.cases:
         for i, pc in enumerate([PriorConfig(offset_activation=5.0, slope=5.0, tau_max=0.3),
                                 PriorConfig(offset_activation=30.0, offset_inactivation=-10.0,
                                             slope=12.0, tau_max=3.0)]):
-            rows.append(run_case(f"prior {i + 1}", train, test, FitConfig(seed=0, prior=pc),
+            rows.append(run_case(f"prior {i + 1}", train, test, configure(sets, seed=0, prior=pc),
                                  truth))
             save()
     if "elsewhere" in args.cases:
@@ -252,7 +309,7 @@ def main(argv=None):
                          ("hh1952", {"convention": "hh1952"})]:
             etrain, etest = make_data(**kw)
             # the held-out recording is simulated, so it names the true kinetics
-            rows.append(run_case(name, etrain, etest, FitConfig(seed=0),
+            rows.append(run_case(name, etrain, etest, configure(sets, seed=0),
                                  truth_kinetics(etest)))
             rows[-1]["data"] = kw
             save()

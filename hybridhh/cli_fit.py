@@ -6,33 +6,42 @@ from .cli import _existing_file, _finite, _positive, command, say
 
 
 def _fit_arguments(p):
+    from .fit import FitConfig
+
+    d = FitConfig()  # the help states the defaults from the config itself
+    t = d.teacher
+    lbfgs_ms = t.lbfgs[0][0] if t.lbfgs else 0.0
     p.add_argument("data", type=_existing_file, help="recording file (HDF5, hybridhh format)")
     p.add_argument("-o", "--out", required=True, help="run directory to create (or resume)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--width", type=int, default=None,
-                   help="hidden-layer width of each gate's MLP (default 32)")
+                   help=f"hidden-layer width of each gate's MLP (default {d.width})")
     p.add_argument("--parametrisation", choices=("inf_tau", "alpha_beta"), default=None,
-                   help="MLP output parametrisation (default inf_tau)")
+                   help=f"MLP output parametrisation (default {d.parametrisation})")
     p.add_argument("--prior-starts", type=int, default=None,
                    help="starts of the search that refines the generic prior on the data "
-                        "before the MLP (default 12; 0 uses the prior as given)")
+                        f"before the MLP (default {d.prior.refine_starts}; 0 uses the "
+                        "prior as given)")
     p.add_argument("--adam-steps", type=int, default=None,
-                   help="teacher-forcing Adam steps (default 600)")
+                   help=f"teacher-forcing Adam steps (default {t.adam_steps})")
     p.add_argument("--lbfgs-steps", type=int, nargs="+", metavar="N", default=None,
                    help="L-BFGS outer steps of each teacher-forcing resolution "
-                        "(default 24 24: 0.04 ms before the Gauss-Newton stage, then a "
-                        "polish of the MLP on adaptive steps of at most 0.04 ms after it)")
+                        f"(default {' '.join(str(n) for _, n in t.lbfgs)}: "
+                        f"{lbfgs_ms:g} ms before the Gauss-Newton stage, then a polish of "
+                        "the MLP on adaptive steps after it)")
     p.add_argument("--gn-steps", type=int, nargs="+", metavar="N", default=None,
-                   help="most Gauss-Newton iterations of each resolution (default 40: "
-                        "adaptive steps up to 0.04 ms; it stops earlier once converged; "
-                        "all 0 skips the stage)")
+                   help="most Gauss-Newton iterations of each resolution (default "
+                        f"{' '.join(str(n) for _, n in t.gauss_newton)}: adaptive steps up to "
+                        f"{' / '.join(f'{s:g}' for s, _ in t.gauss_newton)} ms; it stops "
+                        "earlier once converged; all 0 skips the stage)")
     p.add_argument("--denoise-iter", type=int, default=None,
                    help="most Levenberg-Marquardt iterations of the joint estimate of the "
                         "noise-free V and the kinetics, run when the estimated noise on V "
-                        "exceeds 0.1 mV (default 30; it stops earlier once converged; "
-                        "0 disables it)")
+                        f"exceeds {d.denoise.threshold:g} mV (default {d.denoise.iterations}; "
+                        "it stops earlier once converged; 0 disables it)")
     p.add_argument("--ode-steps", type=int, default=None,
-                   help="neural-ODE L-BFGS steps per window length (default 8; 0 disables)")
+                   help=f"neural-ODE L-BFGS steps per window length (default {d.ode.steps}; "
+                        "0 disables)")
     p.add_argument("--holdout", nargs="*", default=None, metavar="TRACE",
                    help="trace names or indices held out (default: the last trace when "
                         "there are >= 4); give no value to hold out nothing")
