@@ -322,3 +322,23 @@ class TabulatedKinetics:
     def rates(self, V):
         x_inf, tau = self.inf_tau(V)
         return x_inf / tau, (1.0 - x_inf) / tau
+
+
+class StackedKinetics(TabulatedKinetics):
+    """Several :class:`TabulatedKinetics` on the same grid, one per block of ``rows``
+    consecutive cells: cell ``i`` of a batch of ``len(tables) * rows`` uses table
+    ``i // rows``. Simulating K models this way is one batched run, which costs what one
+    model's run costs (a fixed-step simulation's cost is its number of steps)."""
+
+    def __init__(self, tables: list[TabulatedKinetics], rows: int):
+        first = tables[0]
+        if any((t.vmin, t.step, t.n) != (first.vmin, first.step, first.n) for t in tables):
+            raise ValueError("StackedKinetics needs tables on the same voltage grid")
+        super().__init__(first.vmin, first.step, torch.cat([t.x_inf for t in tables]),
+                         torch.cat([t.tau for t in tables]))
+        self.n = first.n  # the grid of one table; the offsets select the table
+        self._offset = torch.arange(len(tables)).repeat_interleave(rows) * first.n
+
+    def weights(self, V):
+        k, w = super().weights(V)
+        return k + self._offset.reshape((-1,) + (1,) * (k.dim() - 1)), w

@@ -12,7 +12,7 @@ from hybridhh.biophysics import Biophysics
 from hybridhh.cli import main
 from hybridhh.errors import ConfigError, RunDirError
 from hybridhh.fit import FitConfig, fit, load_fit, load_model
-from hybridhh.fit.api import build_model, resolve_holdout
+from hybridhh.fit.api import build_model, free_run, free_runs, resolve_holdout
 from hybridhh.fit.config import ODEConfig, TeacherConfig
 from hybridhh.fit.data import TraceData
 from hybridhh.fit.scan import linear_scan
@@ -216,6 +216,20 @@ def test_short_fit_lowers_rate_error(tiny_recording):
     after = summarize_errors(kinetics_errors(res.model, HHKinetics(), *vr))
     assert before["tau_median"] > 0.2
     assert after["tau_median"] < before["tau_median"] / 4
+
+
+def test_batched_free_runs_equal_separate_ones(tiny_recording):
+    """The held-out selection runs both candidate models in one batched simulation; each
+    model's V must be exactly its own free run (and differ from the other's)."""
+    data = TraceData.from_recording(tiny_recording)
+    cfg = _quick()
+    a = build_model(data, cfg)
+    b = _perturbed_start(data, cfg, shift=0.2, tau_factor=1.1)
+    V = free_runs([a, b, a], data)
+    assert V.shape == (3,) + tuple(data.V.shape)
+    for k, m in enumerate([a, b, a]):
+        assert torch.equal(V[k], free_run(m, data))
+    assert float((V[0] - V[1]).abs().max()) > 1.0
 
 
 def test_resume_after_interruption_gives_same_result(tiny_recording, tmp_path, monkeypatch):

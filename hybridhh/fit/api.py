@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, RunDirError
 from ..metrics import kinetics_errors, summarize_errors
 from ..protocols import Stimulus
-from ..rates_mlp import GatePrior, RateMLP
+from ..rates_mlp import GatePrior, RateMLP, StackedKinetics
 from ..simulate import simulate
 from . import rundir
 from .config import FitConfig
@@ -177,12 +177,35 @@ def free_run(model, data: TraceData, method: str = "exp_euler", margin: float = 
         return traj.V
 
 
+def free_runs(models, data: TraceData, method: str = "exp_euler", margin: float = 30.0):
+    """:func:`free_run` of several MLP models at once, ``[K, B, T]`` (mV): one batched
+    simulation (:class:`~hybridhh.rates_mlp.StackedKinetics`), as fast as one model's."""
+    with torch.no_grad():
+        lo, hi = float(data.V.min()) - margin, float(data.V.max()) + margin
+        B, T = data.V.shape
+        kin = StackedKinetics([m.tabulate(lo, hi, 0.05) for m in models], B)
+        K = len(models)
+        stim = Stimulus(np.arange(T) * data.dt, data.I.repeat(K, 1).numpy(),
+                        tuple(data.names) * K)
+        traj = simulate(stim, kin, data.bio, method=method, V0=data.V[:, 0].repeat(K))
+        return traj.V.reshape(K, B, T)
+
+
 def _rmse(model, data: TraceData) -> float:
     try:
         V = free_run(model, data)
     except Exception:  # a diverging model: infinitely bad
         return float("inf")
     return float(torch.sqrt(((V - data.V) ** 2).mean()))
+
+
+def _rmses(models, data: TraceData) -> list[float]:
+    """Free-running V RMSE (mV) of each model; one batched run unless one diverges."""
+    try:
+        V = free_runs(models, data)
+    except Exception:  # one of them diverges: find which, one by one
+        return [_rmse(m, data) for m in models]
+    return [float(torch.sqrt(((v - data.V) ** 2).mean())) for v in V]
 
 
 def _gauss_newton(model, train: TraceData, t, teacher, stride_of, denoise=None):
@@ -454,14 +477,13 @@ def fit(recording, config: FitConfig | None = None, run_dir=None, resume: bool =
     ode_names = [p.name for p in phases if p.name.startswith("ode/")]
     if ode_names and tf_names:
         check = held if held is not None else train
-        ode_state = {k: v.clone() for k, v in model.state_dict().items()}
-        heldout["ode"] = _rmse(model, check)
-        model.load_state_dict(trainer.snapshots[tf_names[-1]])
-        heldout["teacher"] = _rmse(model, check)
+        teacher_model = copy.deepcopy(model)
+        teacher_model.load_state_dict(trainer.snapshots[tf_names[-1]])
+        heldout["ode"], heldout["teacher"] = _rmses([model, teacher_model], check)
         if heldout["ode"] < heldout["teacher"]:
-            model.load_state_dict(ode_state)
             heldout["chosen"] = "ode"
         else:
+            model.load_state_dict(teacher_model.state_dict())
             heldout["chosen"] = "teacher"
         heldout["traces"] = "holdout" if held is not None else "train"
     elif held is not None:
