@@ -22,7 +22,9 @@ Prints a table and writes ``benchmarks/results/fit.json``::
     python benchmarks/fit.py --cases seeds --set teacher.adam_steps=300 --out /tmp/a.json
 
 ``--set FIELD=VALUE`` (repeatable) changes a FitConfig field in every case (VALUE is JSON,
-e.g. ``'teacher.lbfgs=[[0.04, 12], [0.04, 24]]'``); the changes are recorded in the rows.
+e.g. ``'teacher.lbfgs=[[0.04, 12], [0.04, 24]]'``). Every row records its full ``config``,
+``phases`` (seconds: stage 0 and set-up, each phase of the fit, and ``after``: held-out
+selection and constrained ranges) and ``calibration`` (see :func:`calibrate`).
 
 With ``--cases``, rows of the other cases already in the output file are kept (a rerun of
 one case replaces only that case's rows).

@@ -162,7 +162,7 @@ class ODEConfig:
     0.60 s); the budget is counted in steps.
 
     Default: 12 steps on 1.5 ms windows (all of them). Fit seeds 0-4: held-out V RMSE
-    0.71/0.35/0.30/0.16/0.59 mV, 25-27 s for the stage. Before: 8 steps on 3 ms windows,
+    0.71/0.35/0.30/0.16/0.59 mV, 24-28 s for the stage. Before: 8 steps on 3 ms windows,
     0.13/0.20/0.69/0.14/0.48 mV after the longer multi-start (600 Adam, 24 L-BFGS steps),
     0.91/1.02/0.21/0.07/0.64 mV after the shorter one (:class:`TeacherConfig`); 12 steps
     on 3 ms windows: 0.29/0.41 mV on seeds 0/1, but whole fits of 115-116 s against
