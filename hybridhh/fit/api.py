@@ -168,23 +168,20 @@ def build_model(data: TraceData, config: FitConfig, prior: GatePrior | None = No
 def free_run(model, data: TraceData, method: str = "exp_euler", margin: float = 30.0):
     """Free-running V ``[B, T]`` (mV) of ``model`` under the recorded stimuli of ``data``,
     started from the recorded V and the model's steady-state gates there."""
-    with torch.no_grad():
-        lo, hi = float(data.V.min()) - margin, float(data.V.max()) + margin
-        kin = model.tabulate(lo, hi, 0.05) if hasattr(model, "tabulate") else model
-        time_ = np.arange(data.V.shape[1]) * data.dt
-        stim = Stimulus(time_, data.I.numpy(), data.names)
-        traj = simulate(stim, kin, data.bio, method=method, V0=data.V[:, 0])
-        return traj.V
+    return free_runs([model], data, method, margin)[0]
 
 
 def free_runs(models, data: TraceData, method: str = "exp_euler", margin: float = 30.0):
-    """:func:`free_run` of several MLP models at once, ``[K, B, T]`` (mV): one batched
-    simulation (:class:`~hybridhh.rates_mlp.StackedKinetics`), as fast as one model's."""
+    """:func:`free_run` of several models at once, ``[K, B, T]`` (mV): one batched
+    simulation (:class:`~hybridhh.rates_mlp.StackedKinetics`), as fast as one model's.
+    Models with ``tabulate`` (the MLP) are simulated from their table over the recorded
+    range plus ``margin`` mV; other kinetics objects (e.g. the true ones) only alone."""
     with torch.no_grad():
         lo, hi = float(data.V.min()) - margin, float(data.V.max()) + margin
+        tables = [m.tabulate(lo, hi, 0.05) if hasattr(m, "tabulate") else m for m in models]
         B, T = data.V.shape
-        kin = StackedKinetics([m.tabulate(lo, hi, 0.05) for m in models], B)
         K = len(models)
+        kin = tables[0] if K == 1 else StackedKinetics(tables, B)
         stim = Stimulus(np.arange(T) * data.dt, data.I.repeat(K, 1).numpy(),
                         tuple(data.names) * K)
         traj = simulate(stim, kin, data.bio, method=method, V0=data.V[:, 0].repeat(K))
