@@ -336,8 +336,9 @@ def _phases(model, train: TraceData, cfg: FitConfig, context: dict | None = None
             "select"))
     if cfg.ode.enabled and cfg.ode.steps:
         def ode_stride():
-            """The RK4 step, capped by the model's fastest tau as the stage starts
-            (:func:`~hybridhh.fit.shooting.stable_stride`); kept in the context, so a
+            """The RK4 step, capped by the model's fastest tau over the visited voltages
+            as the stage starts (:func:`~hybridhh.fit.shooting.stable_stride`; the gate
+            rates beyond are capped in the stage itself); kept in the context, so a
             resumed fit uses the same step."""
             if "ode_stride" not in context:
                 context["ode_stride"] = torch.tensor(stable_stride(model, train, cfg.ode.dt))
