@@ -6,7 +6,7 @@ the visited voltage range (1st–99th percentile): per-gate tau median / p90 rel
 x_inf max absolute error, alpha/beta median relative error, free-running V RMSE on a
 held-out stimulus (new noise seed), and wall time; also each rate's median relative
 error over the range where the fit found the data constrain it (``rate%*``, the worst
-rate; :mod:`hybridhh.fit.constrained`). Optional cases: measurement
+rate; :mod:`hybridhh.fitting.constrained`). Optional cases: measurement
 noise (1 mV by default, ``--noise-levels``), the alpha_beta parametrisation, perturbed
 priors, and recordings made elsewhere or under other conditions with the same default
 FitConfig (``elsewhere``: NEURON's ``hh`` as the simulator, 18.5 and 25 °C, the 1952 voltage
@@ -47,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hybridhh.biophysics import Biophysics  # noqa: E402
 from hybridhh.errors import SimulationError  # noqa: E402
-from hybridhh.fit import FitConfig, fit, free_run  # noqa: E402
-from hybridhh.fit.config import PriorConfig  # noqa: E402
-from hybridhh.fit.data import TraceData  # noqa: E402
+from hybridhh.fitting import FitConfig, fit, free_run  # noqa: E402
+from hybridhh.fitting.config import PriorConfig  # noqa: E402
+from hybridhh.fitting.data import TraceData  # noqa: E402
 from hybridhh.kinetics import HHKinetics, convention_offset  # noqa: E402
 from hybridhh.metrics import (  # noqa: E402
     TARGETS,
@@ -69,7 +69,7 @@ def make_data(noise: float = 0.0, seed: int = 0, duration: float = 100.0, dt: fl
               simulator: str = "rk4", substeps: int = 1):
     """Training recording (default protocols) and a held-out one (new OU noise stimuli).
 
-    ``simulator``: an integrator name of :func:`hybridhh.simulate.simulate`, or
+    ``simulator``: an integrator name of :func:`hybridhh.simulation.simulate`, or
     ``"neuron_hh"``: NEURON's own ``hh`` (exact rates). Either integrates with a fixed step
     ``dt / substeps`` and records every ``dt``. The held-out recording is always made with
     RK4, at the same step (NEURON: at ``dt``); above about 20 °C RK4 needs substeps (at
@@ -136,9 +136,9 @@ def calibrate(train, repeats: int = 3) -> float:
     in one session, 138 s in another, with identical results; prior 2: 119 and 106 s),
     so wall times are comparable only together with this number, measured right before
     each case."""
-    from hybridhh.fit.api import build_model
-    from hybridhh.fit.shooting import MultipleShooting
-    from hybridhh.fit.teacher import TeacherForcing
+    from hybridhh.fitting.api import build_model
+    from hybridhh.fitting.shooting import MultipleShooting
+    from hybridhh.fitting.teacher import TeacherForcing
 
     data = TraceData.from_recording(train)
     torch.manual_seed(0)

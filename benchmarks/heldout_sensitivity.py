@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fit import make_data, spike_times  # noqa: E402
 
-from hybridhh.fit.api import free_run  # noqa: E402
-from hybridhh.fit.data import TraceData  # noqa: E402
+from hybridhh.fitting.api import free_run  # noqa: E402
+from hybridhh.fitting.data import TraceData  # noqa: E402
 from hybridhh.kinetics import HHKinetics, rates_from_inf_tau  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "heldout_sensitivity.json"

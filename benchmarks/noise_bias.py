@@ -1,7 +1,7 @@
 """Noise study (issue 4): which loss keeps the true kinetics as its optimum under V noise?
 
 A fit can only be as good as the optimum of its loss. This script starts *at the truth*
-(the true HH curves tabulated on 3 mV nodes, :class:`~hybridhh.fit.gauss_newton.NodeTable`)
+(the true HH curves tabulated on 3 mV nodes, :class:`~hybridhh.fitting.gauss_newton.NodeTable`)
 and runs Levenberg–Marquardt on each candidate loss; how far the curves drift is the bias
 of that loss at that noise level, independent of the basin-finding start of a real fit.
 
@@ -16,7 +16,7 @@ Losses compared (all on the default synthetic training set of ``benchmarks/fit.p
   Each window starts from a Savitzky–Golay-smoothed V (41 samples, order 2) and the gates
   teacher forcing gives along the smoothed V; the residual is against the raw (noisy) V.
   The Jacobian (``torch.func.jacfwd`` through the integrator) holds the start gates fixed.
-* ``joint path``: the fitter's stage 1b (:mod:`hybridhh.fit.denoise`, noisy data only):
+* ``joint path``: the fitter's stage 1b (:mod:`hybridhh.fitting.denoise`, noisy data only):
   the noise-free state path (V and gates) and the node table estimated together by
   Levenberg–Marquardt (``--joint-iterations``, at most, default 30) with the default
   ``DenoiseConfig``; its "at truth" column is its objective at the end (the objective
@@ -46,15 +46,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fit import make_data  # noqa: E402
 
-from hybridhh.fit.config import DenoiseConfig  # noqa: E402
-from hybridhh.fit.data import TraceData  # noqa: E402
-from hybridhh.fit.denoise import estimate_path  # noqa: E402
-from hybridhh.fit.gauss_newton import NodeTable, levenberg_marquardt, voltage_nodes  # noqa: E402
-from hybridhh.fit.shooting import MultipleShooting  # noqa: E402
-from hybridhh.fit.teacher import TeacherForcing  # noqa: E402
+from hybridhh.fitting.config import DenoiseConfig  # noqa: E402
+from hybridhh.fitting.data import TraceData  # noqa: E402
+from hybridhh.fitting.denoise import estimate_path  # noqa: E402
+from hybridhh.fitting.gauss_newton import NodeTable, levenberg_marquardt, voltage_nodes  # noqa: E402
+from hybridhh.fitting.shooting import MultipleShooting  # noqa: E402
+from hybridhh.fitting.teacher import TeacherForcing  # noqa: E402
+from hybridhh.hh import ionic_current  # noqa: E402
 from hybridhh.kinetics import HHKinetics  # noqa: E402
 from hybridhh.metrics import kinetics_errors  # noqa: E402
-from hybridhh.model import ionic_current  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "noise_bias.json"
 
@@ -63,7 +63,7 @@ class Shooting:
     """Multiple-shooting V loss with the interface :func:`levenberg_marquardt` expects
     (``loss(kinetics)``, ``jacobian(table, nodes) -> (r, J [6, N, M])``).
 
-    Windows are those of :class:`~hybridhh.fit.shooting.MultipleShooting`; the integration
+    Windows are those of :class:`~hybridhh.fitting.shooting.MultipleShooting`; the integration
     is a plain RK4 loop instead of ``odeint`` so that ``torch.func.jacfwd`` can run
     through it."""
 

@@ -40,11 +40,11 @@ if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
 
 from hybridhh.biophysics import Biophysics  # noqa: E402
 from hybridhh.errors import SimulationError  # noqa: E402
+from hybridhh.hh import resting_potential  # noqa: E402
 from hybridhh.kinetics import HHKinetics  # noqa: E402
-from hybridhh.model import resting_potential  # noqa: E402
 from hybridhh.neuron_reference import NeuronCells, neuron_available  # noqa: E402
 from hybridhh.protocols import Stimulus, default_protocols, steps, time_grid  # noqa: E402
-from hybridhh.simulate import simulate  # noqa: E402
+from hybridhh.simulation import simulate  # noqa: E402
 
 FIXED_METHODS = ("exp_euler", "ind_exp_euler", "rk4", "neuron")
 

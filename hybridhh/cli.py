@@ -9,7 +9,7 @@ runs it, and register them with the :func:`command` decorator::
 
     @command("rates", "write the learned rate table (CSV)", _rates_arguments)
     def cmd_rates(args) -> int:
-        from .fit import ...          # import heavy modules here, not at module level
+        from .fitting import ...          # import heavy modules here, not at module level
         ...
         return 0
 

@@ -1,4 +1,4 @@
-"""``hybridhh fit`` and ``hybridhh rates``: thin CLI wrappers over :mod:`hybridhh.fit`."""
+"""``hybridhh fit`` and ``hybridhh rates``: thin CLI wrappers over :mod:`hybridhh.fitting`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from .cli import _existing_file, _finite, _positive, command, say
 
 
 def _fit_arguments(p):
-    from .fit import FitConfig
+    from .fitting import FitConfig
 
     d = FitConfig()  # the help states the defaults from the config itself
     t = d.teacher
@@ -67,7 +67,7 @@ def _config_from_args(args):
     import json
 
     from .errors import ConfigError
-    from .fit import FitConfig
+    from .fitting import FitConfig
 
     if args.config:
         try:
@@ -111,7 +111,7 @@ def _config_from_args(args):
 
 @command("fit", "learn the six rate functions from a recording (neural ODE)", _fit_arguments)
 def cmd_fit(args) -> int:
-    from .fit import fit
+    from .fitting import fit
     from .recording import read_recording
 
     rec = read_recording(args.data)
@@ -151,7 +151,7 @@ def _rates_arguments(p):
 def cmd_rates(args) -> int:
     from pathlib import Path
 
-    from .fit import load_fit
+    from .fitting import load_fit
     from .rates_table import voltage_grid, write_rates_csv
 
     res = load_fit(args.run_dir)

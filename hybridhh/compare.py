@@ -1,6 +1,6 @@
 """Compare a fitted model with the truth: rate-function errors, free-running V, spike times.
 
-``compare(run_dir, truth) -> Comparison`` loads a finished fit (:func:`hybridhh.fit.load_fit`)
+``compare(run_dir, truth) -> Comparison`` loads a finished fit (:func:`hybridhh.fitting.load_fit`)
 and the recording it was fitted to, and measures
 
 * **kinetics errors** of the learned rate functions against a reference set, with the
@@ -11,7 +11,7 @@ and the recording it was fitted to, and measures
   pass/fail against :data:`hybridhh.metrics.TARGETS`;
 * **free-running voltage error**: the hybrid model driven by the recorded stimuli, started
   from the first recorded V and its own steady-state gates there, exactly as
-  :func:`hybridhh.fit.free_run` does (RK4 at the recording's step by default), against the
+  :func:`hybridhh.fitting.free_run` does (RK4 at the recording's step by default), against the
   recorded V: RMSE (mV), separately on the training and the held-out traces;
 * **spike times**: upward crossings of ``rest + 50 mV`` (a threshold placed relative to
   the cell, so the 1952 convention works as well as the modern one), matched one to one
@@ -384,9 +384,9 @@ _DIVERGED = (SimulationError, IndexError, RuntimeError)
 
 
 def free_run_trajectory(model, data, method: str = "rk4", margin: float = 30.0):
-    """The free-running :class:`~hybridhh.simulate.Trajectory` (V and gates) of ``model``.
+    """The free-running :class:`~hybridhh.simulation.Trajectory` (V and gates) of ``model``.
 
-    The same simulation as :func:`hybridhh.fit.free_run` (the model tabulated over the
+    The same simulation as :func:`hybridhh.fitting.free_run` (the model tabulated over the
     recorded range plus ``margin`` mV at 0.05 mV, started from the recorded V at t=0 and
     the model's steady-state gates there, driven by the recorded stimuli), which returns V
     only.
@@ -394,14 +394,14 @@ def free_run_trajectory(model, data, method: str = "rk4", margin: float = 30.0):
     Parameters
     ----------
     model
-        Kinetics object (a fitted :class:`~hybridhh.rates_mlp.RateMLP` or a reference set).
+        Kinetics object (a fitted :class:`~hybridhh.learned.RateMLP` or a reference set).
     data
-        :class:`hybridhh.fit.data.TraceData`.
+        :class:`hybridhh.fitting.data.TraceData`.
     method
         Integrator name (:data:`hybridhh.integrators.INTEGRATORS`).
     """
     from .protocols import Stimulus
-    from .simulate import simulate
+    from .simulation import simulate
 
     with torch.no_grad():
         lo, hi = float(data.V.min()) - margin, float(data.V.max()) + margin
@@ -461,7 +461,7 @@ class Comparison:
     metrics : dict
         Everything written to ``compare.json`` (see :func:`compare`).
     fit : FitResult
-        The loaded fit (:func:`hybridhh.fit.load_fit`).
+        The loaded fit (:func:`hybridhh.fitting.load_fit`).
     recording : Recording
         The fitted recording.
     truth : TruthSpec or None
@@ -503,14 +503,14 @@ def _file_digest(path: Path) -> str:
 
 
 def load_run(run_dir, warnings: list | None = None):
-    """:func:`hybridhh.fit.load_fit`, tolerant of a config.json from another fitter version.
+    """:func:`hybridhh.fitting.load_fit`, tolerant of a config.json from another fitter version.
 
     When the saved ``FitConfig`` no longer parses (fields renamed since the fit), the model,
     result summary and metrics are still loaded; ``config`` is then None and a note is
     appended to ``warnings``.
     """
-    from .fit import FitResult, load_fit, load_model
-    from .fit import rundir as rd
+    from .fitting import FitResult, load_fit, load_model
+    from .fitting import rundir as rd
 
     try:
         return load_fit(run_dir)
@@ -569,7 +569,7 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
     Parameters
     ----------
     run_dir
-        A finished run directory of ``hybridhh fit`` / :func:`hybridhh.fit.fit`.
+        A finished run directory of ``hybridhh fit`` / :func:`hybridhh.fitting.fit`.
     truth
         Reference kinetics: a built-in name (``"hh_modern"``, ``"hh1952"``, optionally
         ``"name@T"`` with T in °C), a recording file with ``/truth``, a kinetics object, or
@@ -620,8 +620,8 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
     ConfigError
         For a bad ``truth``.
     """
-    from .fit import rundir as rd
-    from .fit.data import TraceData
+    from .fitting import rundir as rd
+    from .fitting.data import TraceData
 
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -755,7 +755,7 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
 
 
 def _write_json(path: Path, obj) -> None:
-    from .fit.rundir import save_json
+    from .fitting.rundir import save_json
 
     save_json(path, _jsonable(obj))
 
@@ -780,7 +780,7 @@ def load_comparison(out_dir) -> dict:
     path = Path(out_dir) / COMPARE_JSON
     if not path.is_file():
         raise RunDirError(f"{path}: not found (run 'hybridhh compare' first)")
-    from .fit.rundir import load_json
+    from .fitting.rundir import load_json
 
     return load_json(path)
 

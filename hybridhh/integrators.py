@@ -65,7 +65,7 @@ def _voltage_exp_step(V, x, I, bio, dt):
 
 
 def rhs(V, x, I_inj, kinetics, bio):
-    """``(dV/dt [mV/ms], dx/dt [1/ms])``: :func:`hybridhh.model.rhs` with fewer tensor ops
+    """``(dV/dt [mV/ms], dx/dt [1/ms])``: :func:`hybridhh.hh.rhs` with fewer tensor ops
     (``dx = alpha - (alpha + beta) x``, ``C dV = I + g_E - g_total V``)."""
     alpha, beta = kinetics.rates(V)
     dx = torch.addcmul(alpha, alpha + beta, x, value=-1.0)

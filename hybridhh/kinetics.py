@@ -3,7 +3,7 @@
 A *kinetics* object is anything with a ``rates(V) -> (alpha, beta)`` method: ``V`` is a
 tensor of membrane potentials (mV) of any shape, ``alpha`` and ``beta`` have shape
 ``V.shape + (3,)`` in the gate order m, h, n, in 1/ms. The reference HH rates below and the
-learned MLP (:mod:`hybridhh.rates_mlp`) are both kinetics objects, so one simulator, one
+learned MLP (:mod:`hybridhh.learned`) are both kinetics objects, so one simulator, one
 set of integrators and one metrics/plotting code path serve them alike.
 
 The six 1952 rate functions are small pure functions of the *modern-convention* voltage

@@ -74,7 +74,7 @@ def meets_targets(errors: dict, targets: dict | None = None) -> bool:
 def rate_errors_in_ranges(learned, truth, ranges: dict, step: float = 0.5) -> dict:
     """Relative error of each rate of ``learned`` against ``truth`` over that rate's own
     range (``ranges``: ``{"alpha_m": (lo, hi), ...}``, mV, e.g. where the data constrain
-    it, :attr:`hybridhh.fit.FitResult.constrained`).
+    it, :attr:`hybridhh.fitting.FitResult.constrained`).
 
     Returns
     -------

@@ -148,7 +148,7 @@ class NeuronCells:
                               "into a whole number of steps")
         n_sub = int(round(n_sub))
         if V0 is None:
-            from .model import resting_potential
+            from .hh import resting_potential
 
             kin = HHKinetics(self.convention, temperature=self.biophysics.temperature)
             V0 = resting_potential(kin, self.biophysics)

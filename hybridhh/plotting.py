@@ -8,7 +8,7 @@ with Agg. Units on every axis: time ms, membrane potential mV, current density Â
 rates 1/ms, time constants ms.
 
 Functions that plot traces accept a :class:`hybridhh.recording.Recording` (gates from its
-``truth`` when present) or a :class:`hybridhh.simulate.Trajectory` (its simulated gates).
+``truth`` when present) or a :class:`hybridhh.simulation.Trajectory` (its simulated gates).
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def plot_recording(data, traces=None, axes=None, kinetics=None, title: str | Non
     Parameters
     ----------
     data
-        :class:`~hybridhh.recording.Recording` or :class:`~hybridhh.simulate.Trajectory`.
+        :class:`~hybridhh.recording.Recording` or :class:`~hybridhh.simulation.Trajectory`.
     traces
         Which traces (indices, names or a slice); default all, or :data:`MAX_TRACES`
         evenly spaced ones for a larger recording.
@@ -542,7 +542,7 @@ __all__ += ["mark_voltage_range", "plot_kinetics_error", "plot_free_run", "plot_
 def mark_rate_ranges(rate_axes, ranges: dict) -> None:
     """Bars at the bottom of each gate's rate panel: where the data constrain its alpha
     (solid) and beta (dashed), ``ranges = {"alpha_m": (lo, hi), ...}`` (mV, see
-    :mod:`hybridhh.fit.constrained`). ``rate_axes``: the m, h, n rate axes."""
+    :mod:`hybridhh.fitting.constrained`). ``rate_axes``: the m, h, n rate axes."""
     from matplotlib.transforms import blended_transform_factory
 
     for gate, ax in zip(("m", "h", "n"), rate_axes, strict=True):
@@ -788,7 +788,7 @@ def plot_training(history: Sequence[dict], axes=None) -> Figure:
     Parameters
     ----------
     history
-        The records, in order (:func:`hybridhh.fit.rundir.read_metrics`).
+        The records, in order (:func:`hybridhh.fitting.rundir.read_metrics`).
     axes
         One axes per panel present; default a new figure.
     """

@@ -8,7 +8,7 @@ Contract (``shared/docs/dataset-format.md``): a header line, then one row per vo
 optional columns ``m_inf,tau_m,h_inf,tau_h,n_inf,tau_n`` (tau in ms), ``constrained``:
 1 where V lies in the range the data visited (1st–99th percentile), else 0, and, for fits
 that measured them, ``constrained_alpha_m`` ... ``constrained_beta_n``: 1 where the data
-constrain that rate (:mod:`hybridhh.fit.constrained`), 0 where the curve is extrapolation.
+constrain that rate (:mod:`hybridhh.fitting.constrained`), 0 where the curve is extrapolation.
 """
 
 from __future__ import annotations

@@ -670,14 +670,14 @@ def write_recording(path, rec: Recording) -> Path:
 
 
 def recording_from_trajectory(traj, biophysics: Biophysics, kinetics, noise_sigma: float = 0.0,
-                              seed: int = 0, source: str = "hybridhh.simulate",
+                              seed: int = 0, source: str = "hybridhh.simulation",
                               description: str = "") -> Recording:
     """A synthetic recording from a simulation, with its ground truth.
 
     Parameters
     ----------
     traj
-        A :class:`hybridhh.simulate.Trajectory` (time ms, V mV, gates, current µA/cm²).
+        A :class:`hybridhh.simulation.Trajectory` (time ms, V mV, gates, current µA/cm²).
     biophysics
         The biophysics used for the simulation (stored in ``/biophysics``).
     kinetics
@@ -739,12 +739,12 @@ def simulate_recording(stimulus, biophysics: Biophysics | None = None, kinetics=
         Default: :class:`~hybridhh.kinetics.HHKinetics` in the modern convention at
         ``biophysics.temperature``.
     method, dt
-        Integrator name and integration step (ms), as in :func:`hybridhh.simulate.simulate`.
+        Integrator name and integration step (ms), as in :func:`hybridhh.simulation.simulate`.
     noise_sigma, seed, source, description
         As in :func:`recording_from_trajectory`.
     """
     from .kinetics import HHKinetics
-    from .simulate import simulate
+    from .simulation import simulate
 
     bio = biophysics or Biophysics.standard()
     kin = kinetics or HHKinetics("modern", temperature=bio.temperature)

@@ -64,7 +64,7 @@ def write_report(run_dir, truth=None, out=None, *, recording=None, method: str =
     Path
         The report.
     """
-    from .fit import rundir as rd
+    from .fitting import rundir as rd
 
     run_dir = Path(run_dir)
     fit = load_run(run_dir)  # RunDirError for a bad run directory, before any work
@@ -85,7 +85,7 @@ def write_report(run_dir, truth=None, out=None, *, recording=None, method: str =
 
 
 def _reusable(cmp_dir: Path, run_dir: Path, truth, method, max_shift) -> dict | None:
-    from .fit import rundir as rd
+    from .fitting import rundir as rd
 
     if not (cmp_dir / COMPARE_JSON).is_file():
         return None
@@ -376,7 +376,7 @@ def _config_rows(cfg: dict) -> list:
 
 def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
     """The report page (HTML text) from :func:`~hybridhh.compare.compare` metrics, the
-    figure files by key, the :class:`~hybridhh.fit.FitResult` and the run's config.json."""
+    figure files by key, the :class:`~hybridhh.fitting.FitResult` and the run's config.json."""
     run_dir = metrics["run_dir"]
     rec = metrics["recording"]
     k = metrics.get("kinetics")
@@ -496,7 +496,7 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
             "<p><b>Where the data constrain each rate.</b> A rate is constrained where its "
             "uncertainty, from the curvature of the teacher-forcing loss with every other "
             "curve free to compensate, is within 10× of its smallest (see "
-            "<code>hybridhh.fit.constrained</code>); outside its range the curve is "
+            "<code>hybridhh.fitting.constrained</code>); outside its range the curve is "
             "extrapolation, whatever the recording's voltage range. The rates CSV marks "
             "these ranges in its <code>constrained_&lt;rate&gt;</code> columns.</p>")
         parts.append(_rate_ranges_table(ranges, (k or {}).get("rates_constrained")))

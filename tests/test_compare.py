@@ -80,9 +80,9 @@ def test_rates_scaled_by_1_2_give_the_known_errors():
 
 
 def test_untrained_model_has_a_large_error(short_recording):
-    from hybridhh.fit import FitConfig
-    from hybridhh.fit.api import build_model
-    from hybridhh.fit.data import TraceData
+    from hybridhh.fitting import FitConfig
+    from hybridhh.fitting.api import build_model
+    from hybridhh.fitting.data import TraceData
 
     model = build_model(TraceData.from_recording(short_recording), FitConfig())
     k = kinetics_metrics(model, HHKinetics("modern"), -80.0, 30.0)
@@ -194,7 +194,7 @@ def test_spike_metrics_totals():
 
 def test_threshold_relative_to_rest_works_in_the_1952_convention():
     from hybridhh.compare import SPIKE_ABOVE_REST
-    from hybridhh.fit.data import TraceData
+    from hybridhh.fitting.data import TraceData
 
     t = time_grid(20.0, 0.01)
     rec = simulate_recording(classic_pulses(t), Biophysics.standard("hh1952"),
@@ -212,9 +212,9 @@ def test_threshold_relative_to_rest_works_in_the_1952_convention():
 
 def test_free_run_trajectory_matches_fit_free_run(short_recording):
     from hybridhh.compare import free_run_trajectory
-    from hybridhh.fit import FitConfig, free_run
-    from hybridhh.fit.api import build_model
-    from hybridhh.fit.data import TraceData
+    from hybridhh.fitting import FitConfig, free_run
+    from hybridhh.fitting.api import build_model
+    from hybridhh.fitting.data import TraceData
 
     data = TraceData.from_recording(short_recording)
     model = build_model(data, FitConfig())

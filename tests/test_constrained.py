@@ -1,4 +1,4 @@
-"""Where the data constrain each rate (hybridhh.fit.constrained)."""
+"""Where the data constrain each rate (hybridhh.fitting.constrained)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from hybridhh.constants import RATE_NAMES
-from hybridhh.fit.api import free_run
-from hybridhh.fit.constrained import RATES, constrained_ranges, rate_uncertainty
-from hybridhh.fit.data import TraceData
-from hybridhh.fit.gauss_newton import NodeTable, second_difference, voltage_nodes
-from hybridhh.fit.teacher import TeacherForcing
+from hybridhh.fitting.api import free_run
+from hybridhh.fitting.constrained import RATES, constrained_ranges, rate_uncertainty
+from hybridhh.fitting.data import TraceData
+from hybridhh.fitting.gauss_newton import NodeTable, second_difference, voltage_nodes
+from hybridhh.fitting.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics, rates_from_inf_tau
 
 

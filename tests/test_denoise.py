@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from hybridhh.cli import main
-from hybridhh.fit import DenoiseConfig, FitConfig, fit
-from hybridhh.fit.data import TraceData
-from hybridhh.fit.denoise import PathSmoother, estimate_path
-from hybridhh.fit.gauss_newton import NodeTable, voltage_nodes
-from hybridhh.fit.shooting import MultipleShooting
-from hybridhh.fit.teacher import TeacherForcing
+from hybridhh.fitting import DenoiseConfig, FitConfig, fit
+from hybridhh.fitting.data import TraceData
+from hybridhh.fitting.denoise import PathSmoother, estimate_path
+from hybridhh.fitting.gauss_newton import NodeTable, voltage_nodes
+from hybridhh.fitting.shooting import MultipleShooting
+from hybridhh.fitting.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
 from hybridhh.metrics import kinetics_errors, summarize_errors
 from hybridhh.recording import write_recording
@@ -210,7 +210,7 @@ def test_chunked_schur_reduction_equals_a_dense_solve(chunk):
     import scipy.sparse as sp
     from scipy.linalg import cholesky_banded
 
-    from hybridhh.fit.denoise import _banded, _reduced
+    from hybridhh.fitting.denoise import _banded, _reduced
 
     rng = np.random.default_rng(0)
     n, bw = 500, 7

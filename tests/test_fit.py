@@ -12,20 +12,20 @@ from torchdiffeq import odeint
 from hybridhh.biophysics import Biophysics
 from hybridhh.cli import main
 from hybridhh.errors import ConfigError, RunDirError
-from hybridhh.fit import FitConfig, fit, load_fit, load_model, shooting
-from hybridhh.fit.api import build_model, free_run, free_runs, resolve_holdout
-from hybridhh.fit.config import ODEConfig, TeacherConfig
-from hybridhh.fit.data import TraceData
-from hybridhh.fit.scan import linear_scan
-from hybridhh.fit.shooting import MultipleShooting, stable_rate, stable_stride
-from hybridhh.fit.teacher import TeacherForcing
+from hybridhh.fitting import FitConfig, fit, load_fit, load_model, shooting
+from hybridhh.fitting.api import build_model, free_run, free_runs, resolve_holdout
+from hybridhh.fitting.config import ODEConfig, TeacherConfig
+from hybridhh.fitting.data import TraceData
+from hybridhh.fitting.scan import linear_scan
+from hybridhh.fitting.shooting import MultipleShooting, stable_rate, stable_stride
+from hybridhh.fitting.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
+from hybridhh.learned import TabulatedKinetics
 from hybridhh.metrics import kinetics_errors, summarize_errors
 from hybridhh.protocols import Stimulus, steps, time_grid
-from hybridhh.rates_mlp import TabulatedKinetics
 from hybridhh.rates_table import REQUIRED, read_rates_csv
 from hybridhh.recording import simulate_recording, write_recording
-from hybridhh.simulate import simulate
+from hybridhh.simulation import simulate
 
 
 def test_linear_scan_matches_loop():
@@ -441,8 +441,8 @@ def test_prior_refinement_forgets_where_the_prior_was(tiny_recording):
     """Two priors placed far apart (activation 15 vs 30 mV above rest, slope 8 vs 12 mV,
     inactivation at rest vs 10 mV below) refine to the same two-state fit, with a loss
     more than 10x below either prior's."""
-    from hybridhh.fit.prior import refine_prior
-    from hybridhh.rates_mlp import GatePrior, PriorKinetics
+    from hybridhh.fitting.prior import refine_prior
+    from hybridhh.learned import GatePrior, PriorKinetics
 
     data = TraceData.from_recording(tiny_recording)
     tf = TeacherForcing(data, stride=4)
@@ -463,8 +463,8 @@ def test_prior_refinement_forgets_where_the_prior_was(tiny_recording):
 
 
 def test_prior_refinement_survives_nan_losses(tiny_recording, monkeypatch):
-    from hybridhh.fit.prior import refine_prior
-    from hybridhh.rates_mlp import GatePrior
+    from hybridhh.fitting.prior import refine_prior
+    from hybridhh.learned import GatePrior
 
     data = TraceData.from_recording(tiny_recording)
     tf = TeacherForcing(data, stride=8)

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from hybridhh.biophysics import Biophysics
-from hybridhh.fit.data import TraceData
-from hybridhh.fit.gauss_newton import (
+from hybridhh.fitting.data import TraceData
+from hybridhh.fitting.gauss_newton import (
     NodeTable,
     levenberg_marquardt,
     second_difference,
     voltage_nodes,
 )
-from hybridhh.fit.teacher import TeacherForcing, adaptive_samples
+from hybridhh.fitting.teacher import TeacherForcing, adaptive_samples
 from hybridhh.kinetics import HHKinetics
 from hybridhh.metrics import kinetics_errors, summarize_errors
 from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid

@@ -8,9 +8,9 @@ import torch
 
 from hybridhh.biophysics import Biophysics
 from hybridhh.errors import ConfigError
+from hybridhh.hh import resting_potential, steady_state_gates
 from hybridhh.integrators import INTEGRATORS
 from hybridhh.kinetics import HHKinetics
-from hybridhh.model import resting_potential, steady_state_gates
 from hybridhh.protocols import (
     Stimulus,
     chirp,
@@ -21,7 +21,7 @@ from hybridhh.protocols import (
     steps,
     time_grid,
 )
-from hybridhh.simulate import simulate
+from hybridhh.simulation import simulate
 
 FIXED = [name for name, i in INTEGRATORS.items() if not i.adaptive]
 

@@ -12,7 +12,7 @@ from hybridhh.errors import ConfigError
 from hybridhh.kinetics import HHKinetics
 from hybridhh.neuron_reference import NeuronCells, neuron_available, simulate_neuron
 from hybridhh.protocols import Stimulus, chirp, ou_noise, steps, time_grid
-from hybridhh.simulate import simulate
+from hybridhh.simulation import simulate
 
 pytestmark = pytest.mark.neuron
 

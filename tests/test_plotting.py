@@ -16,7 +16,7 @@ from hybridhh.errors import ConfigError
 from hybridhh.kinetics import HHKinetics
 from hybridhh.protocols import steps, time_grid
 from hybridhh.recording import recording_from_trajectory
-from hybridhh.simulate import simulate
+from hybridhh.simulation import simulate
 
 
 @pytest.fixture(scope="module")

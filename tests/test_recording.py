@@ -16,7 +16,7 @@ from hybridhh.biophysics import Biophysics
 from hybridhh.errors import ConfigError, RecordingError
 from hybridhh.kinetics import HHKinetics
 from hybridhh.protocols import steps, time_grid
-from hybridhh.simulate import simulate
+from hybridhh.simulation import simulate
 
 
 def make_recording(n=2, T=50, truth=True, seed=0, **kw) -> R.Recording:

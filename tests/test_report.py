@@ -23,7 +23,7 @@ def fitted(tmp_path_factory):
     Only a few teacher-forcing steps: compare/report need a finished run directory, not a
     good fit, and this keeps the fixture to seconds whatever FitConfig.quick() holds.
     """
-    from hybridhh.fit import FitConfig, fit
+    from hybridhh.fitting import FitConfig, fit
 
     root = tmp_path_factory.mktemp("report")
     t = time_grid(20.0, 0.05)

@@ -19,7 +19,7 @@ Steps are a fixed number of samples (``stride``), or *adaptive*: as long as that
 shorter wherever V moves fast (:func:`adaptive_samples`). The discretisation error of
 both the exponential-midpoint gate step and the trapezoidal current sits on the spikes,
 so adaptive steps give a loss whose optimum is closer to the true kinetics with fewer
-terms (measured in :class:`hybridhh.fit.config.TeacherConfig`).
+terms (measured in :class:`hybridhh.fitting.config.TeacherConfig`).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def adaptive_samples(V: torch.Tensor, dv: float, max_stride: int) -> torch.Tenso
 
 
 class TeacherForcing:
-    """The teacher-forcing loss of a :class:`~hybridhh.rates_mlp.RateMLP` on fixed data.
+    """The teacher-forcing loss of a :class:`~hybridhh.learned.RateMLP` on fixed data.
 
     Parameters
     ----------

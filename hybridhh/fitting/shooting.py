@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torchdiffeq import odeint
 
-from ..model import ionic_current
-from ..rates_mlp import TabulatedKinetics
+from ..hh import ionic_current
+from ..learned import TabulatedKinetics
 from .data import TraceData
 from .teacher import TeacherForcing
 
@@ -96,7 +96,7 @@ class MultipleShooting:
         Window length, ms.
     teacher
         Teacher forcing at stride 1 on the same traces, or on their denoised V
-        (:mod:`hybridhh.fit.denoise`): supplies V and the gates at window starts.
+        (:mod:`hybridhh.fitting.denoise`): supplies V and the gates at window starts.
     max_windows
         Windows used per loss evaluation (a seeded random subset when there are more).
     stride

@@ -13,10 +13,10 @@ import torch
 
 from .biophysics import Biophysics
 from .errors import ConfigError, SimulationError
+from .hh import resting_potential, rhs, steady_state_gates
 from .integrators import get_integrator
 from .integrators import rhs as _rhs_fast
 from .kinetics import HHKinetics
-from .model import resting_potential, rhs, steady_state_gates
 from .protocols import Stimulus
 
 __all__ = ["Trajectory", "simulate", "interpolate_stimulus"]

@@ -8,7 +8,7 @@ fit does.
 
 This module measures it with the Gauss–Newton stage's own machinery. The teacher-forcing
 residual's exact Jacobian with respect to each gate's logit x_inf and log tau on hat
-functions at voltage nodes (:meth:`~hybridhh.fit.teacher.TeacherForcing.jacobian`), with
+functions at voltage nodes (:meth:`~hybridhh.fitting.teacher.TeacherForcing.jacobian`), with
 the stage's roughness penalty, gives the curvature ``H = J Jᵀ + s RᵀR`` of the loss in
 function space. Its inverse, by the delta method (``d log alpha = (1 - x) d logit x_inf -
 d log tau``, ``d log beta = -x d logit x_inf - d log tau``), gives the marginal
@@ -63,7 +63,7 @@ def rate_uncertainty(model, data: TraceData, step: float = 0.04, adaptive: float
     Parameters
     ----------
     model
-        Kinetics with ``inf_tau(V)`` (a fitted :class:`~hybridhh.rates_mlp.RateMLP`, or the
+        Kinetics with ``inf_tau(V)`` (a fitted :class:`~hybridhh.learned.RateMLP`, or the
         true kinetics).
     data
         The traces (their recorded V, or a noise-free path estimate).

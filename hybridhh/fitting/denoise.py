@@ -8,7 +8,7 @@ for any fixed filter (Savitzky–Golay over 0.4 ms moves the optimum by 3-30 % o
 
 Instead the noise-free state at every sample — the voltage ``U`` and the gates ``x`` of
 m, h, n — is unknown too, estimated together with the kinetics ``P`` (logit x_inf and
-log tau on voltage nodes, :class:`~hybridhh.fit.gauss_newton.NodeTable`) by weighted
+log tau on voltage nodes, :class:`~hybridhh.fitting.gauss_newton.NodeTable`) by weighted
 least squares (weak-constraint state estimation, as in 4D-Var smoothers)::
 
     sum_k (y_k - U_k)² / sigma²                          the recording
@@ -39,7 +39,7 @@ path and the kinetics trade off (1 mV noise, 3000 iterations, 450 s: tau median 
 
 Measured on the default set with 0.3 and 1 mV noise (training traces, 15 × 10 001 samples
 at 0.01 ms), started from the fit's Gauss–Newton result on the noisy data: see
-:class:`~hybridhh.fit.config.DenoiseConfig`.
+:class:`~hybridhh.fitting.config.DenoiseConfig`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve, cho_solve_banded, c
 from scipy.linalg.lapack import dtbtrs
 from scipy.special import expit
 
-from ..model import ionic_current
+from ..hh import ionic_current
 from .data import TraceData
 from .gauss_newton import NodeTable, second_difference
 from .scan import linear_scan
@@ -288,7 +288,7 @@ def estimate_path(data: TraceData, table: NodeTable, sigma: float, q: float = 0.
     lam
         Initial Marquardt damping (relative to the diagonal of the kinetics block).
     geodesic
-        Geodesic acceleration (as in :func:`~hybridhh.fit.gauss_newton.levenberg_marquardt`):
+        Geodesic acceleration (as in :func:`~hybridhh.fitting.gauss_newton.levenberg_marquardt`):
         the step ``v`` corrected by the residual's curvature along it, ``v + a/2``, is
         tried next to ``v`` while ``2|a|/|v| <=`` this (kinetics part, scaled norms), and
         the better of the two is taken (a trial costs a fraction of an iteration's

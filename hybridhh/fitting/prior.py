@@ -1,13 +1,13 @@
 """Stage 0: the generic prior, refined on the data before the MLP is trained on top of it.
 
-The prior (:class:`~hybridhh.rates_mlp.GatePrior`) knows only which gates activate and
+The prior (:class:`~hybridhh.learned.GatePrior`) knows only which gates activate and
 which inactivate, placed relative to the resting potential; the user may move it. Its 9
 numbers (half-activation voltage, slope, peak time constant of each gate) are fitted to
 the teacher-forcing loss first, from the given prior and from ``starts - 1`` seeded
 perturbations of it; the best fit becomes the MLP's starting point. With 9 unknowns this
 is cheap and its basins are few, so priors placed far apart end at the same two-state
 fit, and the fit that follows no longer depends on how close the prior was (measured in
-:class:`hybridhh.fit.config.PriorConfig`).
+:class:`hybridhh.fitting.config.PriorConfig`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from ..rates_mlp import GatePrior, PriorKinetics
+from ..learned import GatePrior, PriorKinetics
 from .teacher import TeacherForcing
 
 __all__ = ["refine_prior"]

@@ -23,100 +23,17 @@ Both give smooth, positive rates. Evaluating an MLP at every sample is wasteful:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
-from .biophysics import Biophysics
-from .errors import ConfigError
+from ..biophysics import Biophysics
+from ..errors import ConfigError
+from .prior import GatePrior
+from .tabulated import TabulatedKinetics
 
-__all__ = ["GatePrior", "PriorKinetics", "RateMLP", "TabulatedKinetics"]
-
-#: Gate directions of the generic prior: +1 activates with depolarisation, -1 inactivates.
-GATE_DIRECTIONS = (1.0, -1.0, 1.0)
-
-
-@dataclass(frozen=True)
-class GatePrior:
-    """A smooth starting point for the kinetics: one two-state (thermodynamic) gate each.
-
-    Each gate has rates ``alpha = A exp(d (V - V_half) / (2 k))`` and
-    ``beta = A exp(-d (V - V_half) / (2 k))``, i.e. a Boltzmann steady state
-    ``x_inf = sigmoid(d (V - V_half) / k)`` and a bell-shaped time constant
-    ``tau = tau_max / cosh((V - V_half) / (2 k))`` with ``tau_max = 1 / (2 A)``. The
-    direction ``d`` is +1 for m and n (activate with depolarisation) and -1 for h
-    (inactivates). :meth:`generic` places a zero-knowledge start relative to the cell's
-    resting potential; the fitter refines these 9 numbers on the data
-    (:class:`PriorKinetics`) before the MLP is trained on top of them.
-
-    Attributes
-    ----------
-    V_half : tuple of 3 floats
-        Half-activation voltages of m, h, n, mV.
-    slope : tuple of 3 floats
-        Boltzmann slopes ``k``, mV (> 0).
-    tau_max : tuple of 3 floats
-        Peak time constants, ms.
-    """
-
-    V_half: tuple
-    slope: tuple
-    tau_max: tuple
-
-    @classmethod
-    def generic(cls, V_rest: float, offset_activation: float = 15.0,
-                offset_inactivation: float = 0.0, slope: float = 8.0,
-                tau_max: float | tuple = 3.0) -> GatePrior:
-        """Activation gates (m, n) alike, half-open ``offset_activation`` mV above rest;
-        h half-inactivated ``offset_inactivation`` mV above rest; one slope; one tau."""
-        taus = (tau_max,) * 3 if isinstance(tau_max, (int, float)) else tuple(tau_max)
-        return cls(
-            V_half=(V_rest + offset_activation, V_rest + offset_inactivation,
-                    V_rest + offset_activation),
-            slope=(slope,) * 3,
-            tau_max=tuple(float(t) for t in taus),
-        )
-
-    def outputs(self, V: torch.Tensor, V_half=None, slope=None, tau_max=None):
-        """``(logit x_inf, log tau)``, each ``V.shape + (3,)``."""
-        def t(x, default):
-            return torch.as_tensor(default if x is None else x, dtype=V.dtype)
-
-        vh, k, tm = t(V_half, self.V_half), t(slope, self.slope), t(tau_max, self.tau_max)
-        z = (V[..., None] - vh) / k
-        d = torch.tensor(GATE_DIRECTIONS, dtype=V.dtype)
-        half = 0.5 * z.abs()
-        log_cosh = half + torch.log1p(torch.exp(-2.0 * half)) - math.log(2.0)
-        return d * z, torch.log(tm) - log_cosh
-
-
-class PriorKinetics(nn.Module):
-    """The two-state prior with trainable parameters (a kinetics object, 9 numbers)."""
-
-    def __init__(self, prior: GatePrior, dtype=torch.float64):
-        super().__init__()
-        self.prior = prior
-        # well-scaled unknowns: V_half in units of 10 mV, log slope, log tau_max
-        self.v10 = nn.Parameter(torch.tensor(prior.V_half, dtype=dtype) / 10.0)
-        self.log_slope = nn.Parameter(torch.log(torch.tensor(prior.slope, dtype=dtype)))
-        self.log_tau = nn.Parameter(torch.log(torch.tensor(prior.tau_max, dtype=dtype)))
-
-    def _params(self):
-        return 10.0 * self.v10, torch.exp(self.log_slope), torch.exp(self.log_tau)
-
-    def inf_tau(self, V):
-        V = torch.as_tensor(V, dtype=self.v10.dtype)
-        o_inf, o_tau = self.prior.outputs(V, *self._params())
-        return torch.sigmoid(o_inf), torch.exp(o_tau.clamp(-12.0, 12.0))
-
-    def rates(self, V):
-        x_inf, tau = self.inf_tau(V)
-        return x_inf / tau, (1.0 - x_inf) / tau
-
-    def to_prior(self) -> GatePrior:
-        """The current parameters as a (frozen) :class:`GatePrior`."""
-        return GatePrior(*(tuple(float(x) for x in p.detach()) for p in self._params()))
+__all__ = ["GateMLPs", "RateMLP"]
 
 
 class GateMLPs(nn.Module):
@@ -239,7 +156,7 @@ class RateMLP(nn.Module):
 
     def logit_logtau(self, V):
         """``(logit x_inf, log tau)``, each ``V.shape + (3,)``: the smooth, unbounded
-        quantities the Gauss–Newton fit works with (see :mod:`hybridhh.fit.gauss_newton`)."""
+        quantities the Gauss–Newton fit works with (see :mod:`hybridhh.fitting.gauss_newton`)."""
         V = torch.as_tensor(V, dtype=self._dtype)
         a, b = self._outputs(V)
         if self.parametrisation == "inf_tau":
@@ -271,74 +188,3 @@ class RateMLP(nn.Module):
 
 def _inv_softplus(y):
     return y + torch.log(-torch.expm1(-y))
-
-
-class TabulatedKinetics:
-    """Kinetics given on a uniform voltage grid, linearly interpolated (flat outside).
-
-    ``x_inf`` and ``tau`` have shape ``[n_grid, 3]``; ``vmin`` and ``step`` in mV.
-    """
-
-    def __init__(self, vmin: float, step: float, x_inf: torch.Tensor, tau: torch.Tensor):
-        self.vmin, self.step = float(vmin), float(step)
-        self.x_inf, self.tau = x_inf, tau
-        self.n = x_inf.shape[0]
-        self._packed = None  # [x_inf, 1/tau], built on first use by inf_rate
-
-    def weights(self, V):
-        """Grid index and interpolation weight for voltages ``V`` (reusable for fixed V)."""
-        # NaN (a diverged simulation) maps to the first node; the NaN itself propagates
-        # through V and is caught by the caller
-        s = torch.nan_to_num((V - self.vmin) / self.step, nan=0.0).clamp(0.0, self.n - 1 - 1e-9)
-        k = s.floor().long()
-        return k, (s - k).to(self.x_inf.dtype)
-
-    def lookup(self, k, w):
-        """``(x_inf, tau)`` at precomputed ``weights``; shape ``k.shape + (3,)``."""
-        flat = k.reshape(-1)
-        w = w.reshape(-1, 1)
-        out = []
-        for table in (self.x_inf, self.tau):
-            lo = table.index_select(0, flat)
-            hi = table.index_select(0, flat + 1)
-            out.append((lo + (hi - lo) * w).reshape(*k.shape, 3))
-        return tuple(out)
-
-    def inf_tau(self, V):
-        return self.lookup(*self.weights(torch.as_tensor(V, dtype=self.x_inf.dtype)))
-
-    def inf_rate(self, V):
-        """``(x_inf, 1/tau)`` at ``V`` (1-D), from one table ``[n_grid, 6]``: the fewest
-        torch operations, for right-hand sides called thousands of times per loss (the
-        neural-ODE stage). ``1/tau`` is interpolated linearly, not ``tau``: on the 0.05 mV
-        grid the two differ by O(step²)."""
-        if self._packed is None:
-            self._packed = torch.cat([self.x_inf, 1.0 / self.tau], 1)
-        k, w = self.weights(V)
-        lo = self._packed.index_select(0, k)
-        val = lo + (self._packed.index_select(0, k + 1) - lo) * w[:, None]
-        return val[:, :3], val[:, 3:]
-
-    def rates(self, V):
-        x_inf, tau = self.inf_tau(V)
-        return x_inf / tau, (1.0 - x_inf) / tau
-
-
-class StackedKinetics(TabulatedKinetics):
-    """Several :class:`TabulatedKinetics` on the same grid, one per block of ``rows``
-    consecutive cells: cell ``i`` of a batch of ``len(tables) * rows`` uses table
-    ``i // rows``. Simulating K models this way is one batched run, which costs what one
-    model's run costs (a fixed-step simulation's cost is its number of steps)."""
-
-    def __init__(self, tables: list[TabulatedKinetics], rows: int):
-        first = tables[0]
-        if any((t.vmin, t.step, t.n) != (first.vmin, first.step, first.n) for t in tables):
-            raise ValueError("StackedKinetics needs tables on the same voltage grid")
-        super().__init__(first.vmin, first.step, torch.cat([t.x_inf for t in tables]),
-                         torch.cat([t.tau for t in tables]))
-        self.n = first.n  # the grid of one table; the offsets select the table
-        self._offset = torch.arange(len(tables)).repeat_interleave(rows) * first.n
-
-    def weights(self, V):
-        k, w = super().weights(V)
-        return k + self._offset.reshape((-1,) + (1,) * (k.dim() - 1)), w

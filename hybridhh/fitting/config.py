@@ -14,7 +14,7 @@ from ..errors import ConfigError
 
 @dataclass
 class PriorConfig:
-    """The generic start (see :class:`hybridhh.rates_mlp.GatePrior`); voltages relative
+    """The generic start (see :class:`hybridhh.learned.GatePrior`); voltages relative
     to the resting potential estimated from the data, mV; tau in ms.
 
     ``refine_starts`` > 0: before the MLP is trained, the prior's 9 numbers are fitted to
@@ -23,7 +23,7 @@ class PriorConfig:
     perturbations of it (V_half by 15 mV SD, slope and tau_max by factors e^(0.5 z) and
     e^z), then the best one once more on the Cauchy loss (``TeacherConfig.robust``), peak
     taus floored at half a step; the result is the MLP's prior (see
-    :mod:`hybridhh.fit.prior`). 0: the prior as given. Measured on the default set: the
+    :mod:`hybridhh.fitting.prior`). 0: the prior as given. Measured on the default set: the
     default prior and the two perturbed priors of ``benchmarks/fit.py`` (activation 5 mV
     above rest, slope 5 mV, tau 0.3 ms; 30 / -10 mV, slope 12 mV) all end at the same
     refined prior (Cauchy loss 0.122). Starting the search on the Cauchy loss (first
@@ -43,7 +43,7 @@ class PriorConfig:
 
 @dataclass
 class TeacherConfig:
-    """Stage 1, teacher forcing (see :mod:`hybridhh.fit.teacher`).
+    """Stage 1, teacher forcing (see :mod:`hybridhh.fitting.teacher`).
 
     ``starts`` MLP initialisations (seeds derived from the fit's seed) each run the Adam
     phase and the first L-BFGS resolution; the one with the lowest loss goes on (a
@@ -78,11 +78,11 @@ class TeacherConfig:
     Levenberg–Marquardt on the kinetics tabulated at nodes ``gn_node_step`` mV apart
     (roughness penalty ``gn_smoothness``), then the MLP is fitted to the table
     (``distill_iter`` L-BFGS iterations) and the remaining L-BFGS resolutions polish it
-    (see :mod:`hybridhh.fit.gauss_newton`). Empty: no Gauss–Newton stage. With
+    (see :mod:`hybridhh.fitting.gauss_newton`). Empty: no Gauss–Newton stage. With
     ``adaptive = dv`` (mV) the steps of the Gauss–Newton stage and of the L-BFGS entries
     after it are adaptive: at most the entry's step, and shorter wherever V travels more
     than ``dv`` within it (spikes), see
-    :func:`hybridhh.fit.teacher.adaptive_samples`; None: uniform steps. Measured from the
+    :func:`hybridhh.fitting.teacher.adaptive_samples`; None: uniform steps. Measured from the
     true curves on the default set, the loss's own optimum is 0.3/0.6/0.3 % (m/h/n tau
     median) off the truth with adaptive 0.04 ms steps (1 mV), 0.5/1.1/0.3 % with uniform
     0.02 ms steps, with 35 % fewer terms; at 18.5 °C 1.6/0.5/0.5 % against 3.2/0.6/2.9 %.
@@ -112,12 +112,12 @@ class TeacherConfig:
 
 @dataclass
 class DenoiseConfig:
-    """Stage 1b for noisy recordings (see :mod:`hybridhh.fit.denoise`): the noise-free
+    """Stage 1b for noisy recordings (see :mod:`hybridhh.fitting.denoise`): the noise-free
     path (V and gates at every sample) estimated jointly with the kinetics, after the
     Gauss–Newton stage; the stages after it (distillation, polish, neural ODE starts) work
     along that path.
 
-    Runs when the estimated noise SD on V (:meth:`~hybridhh.fit.data.TraceData.noise_estimate`)
+    Runs when the estimated noise SD on V (:meth:`~hybridhh.fitting.data.TraceData.noise_estimate`)
     exceeds ``threshold`` mV (None: never). ``q`` (mV per sample step) and ``q_gate``
     (per step): how far V and the gates may depart from the model per step;
     ``iterations``: Levenberg–Marquardt iterations at most (with geodesic acceleration; it
@@ -152,7 +152,7 @@ class DenoiseConfig:
 @dataclass
 class ODEConfig:
     """Stage 2, the neural ODE: free-running multiple shooting on V (see
-    :mod:`hybridhh.fit.shooting`). Windows of ``windows`` ms (one entry per sub-stage),
+    :mod:`hybridhh.fitting.shooting`). Windows of ``windows`` ms (one entry per sub-stage),
     ``steps`` optimiser steps each (L-BFGS: up to ``max_iter`` iterations a step) on at
     most ``max_windows`` windows (a fixed seeded subset for L-BFGS, a new one every step
     for Adam), integrated by ``method`` with a step of ``dt`` ms. Every evaluation runs the
@@ -205,7 +205,7 @@ class FitConfig:
     separate
         One small MLP per gate (default) instead of one trunk shared by all gates.
     parametrisation
-        ``"inf_tau"`` or ``"alpha_beta"`` (see :mod:`hybridhh.rates_mlp`).
+        ``"inf_tau"`` or ``"alpha_beta"`` (see :mod:`hybridhh.learned`).
     holdout
         Trace names or indices kept out of training and used to accept or reject the
         neural-ODE stage. ``"auto"``: the last trace when there are 4 or more, else none.

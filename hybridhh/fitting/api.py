@@ -20,10 +20,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, RunDirError
+from ..learned import GatePrior, RateMLP, StackedKinetics
 from ..metrics import kinetics_errors, summarize_errors
 from ..protocols import Stimulus
-from ..rates_mlp import GatePrior, RateMLP, StackedKinetics
-from ..simulate import simulate
+from ..simulation import simulate
 from . import rundir
 from .config import FitConfig
 from .constrained import constrained_ranges
@@ -48,14 +48,14 @@ class FitResult:
     Attributes
     ----------
     model
-        The fitted :class:`~hybridhh.rates_mlp.RateMLP` (a kinetics object).
+        The fitted :class:`~hybridhh.learned.RateMLP` (a kinetics object).
     config
         The :class:`FitConfig` used.
     voltage_range
         1st–99th percentile of the recorded V (mV): where the cell went.
     constrained
         Per rate (``"alpha_m"`` ... ``"beta_n"``), the voltage range (mV) over which the
-        data constrain it (:mod:`hybridhh.fit.constrained`); outside it the curve is
+        data constrain it (:mod:`hybridhh.fitting.constrained`); outside it the curve is
         extrapolation. None for runs saved before this was computed.
     train_traces, holdout_traces
         Trace names used for training and for accepting the neural-ODE stage.
@@ -135,7 +135,7 @@ def generic_prior(data: TraceData, config: FitConfig) -> GatePrior:
 
 
 def fitted_prior(data: TraceData, config: FitConfig, quiet: bool = True) -> GatePrior:
-    """Stage 0: the generic prior refined on the data (:mod:`hybridhh.fit.prior`), or the
+    """Stage 0: the generic prior refined on the data (:mod:`hybridhh.fitting.prior`), or the
     generic prior itself when ``config.prior.refine_starts`` is 0."""
     prior, p = generic_prior(data, config), config.prior
     if not p.refine_starts:
@@ -173,7 +173,7 @@ def free_run(model, data: TraceData, method: str = "exp_euler", margin: float = 
 
 def free_runs(models, data: TraceData, method: str = "exp_euler", margin: float = 30.0):
     """:func:`free_run` of several models at once, ``[K, B, T]`` (mV): one batched
-    simulation (:class:`~hybridhh.rates_mlp.StackedKinetics`), as fast as one model's.
+    simulation (:class:`~hybridhh.learned.StackedKinetics`), as fast as one model's.
     Models with ``tabulate`` (the MLP) are simulated from their table over the recorded
     range plus ``margin`` mV; other kinetics objects (e.g. the true ones) only alone."""
     with torch.no_grad():
@@ -337,7 +337,7 @@ def _phases(model, train: TraceData, cfg: FitConfig, context: dict | None = None
     if cfg.ode.enabled and cfg.ode.steps:
         def ode_stride():
             """The RK4 step, capped by the model's fastest tau over the visited voltages
-            as the stage starts (:func:`~hybridhh.fit.shooting.stable_stride`; the gate
+            as the stage starts (:func:`~hybridhh.fitting.shooting.stable_stride`; the gate
             rates beyond are capped in the stage itself); kept in the context, so a
             resumed fit uses the same step."""
             if "ode_stride" not in context:
