@@ -46,9 +46,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hybridhh.biophysics import Biophysics  # noqa: E402
-from hybridhh.errors import SimulationError  # noqa: E402
+from hybridhh.errors import ConfigError, SimulationError  # noqa: E402
 from hybridhh.fitting import FitConfig, fit, free_run  # noqa: E402
-from hybridhh.fitting.config import PriorConfig  # noqa: E402
+from hybridhh.fitting.config import PriorConfig, parse_assignments  # noqa: E402
 from hybridhh.fitting.data import TraceData  # noqa: E402
 from hybridhh.kinetics import HHKinetics, convention_offset  # noqa: E402
 from hybridhh.metrics import (  # noqa: E402
@@ -189,35 +189,18 @@ def run_case(name, train, test, cfg, truth):
 
 
 def parse_sets(items) -> dict:
-    """``["teacher.adam_steps=300", ...]`` -> ``{"teacher": {"adam_steps": 300}}``."""
-    out: dict = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE, e.g. teacher.adam_steps=300")
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass  # a bare string, e.g. ode.method=rk4
-        *outer, last = key.split(".")
-        d = out
-        for k in outer:
-            d = d.setdefault(k, {})
-        d[last] = value
-    return out
+    """``--set`` items as nested changes (:func:`hybridhh.fitting.config.parse_assignments`)."""
+    try:
+        return parse_assignments(items)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from e
 
 
 def configure(sets: dict, **fields) -> FitConfig:
     """``FitConfig(**fields)`` with the ``--set`` changes on top."""
-    d = FitConfig(**fields).to_dict()
-    for key, value in sets.items():
-        if isinstance(value, dict):
-            d[key] = {**d.get(key, {}), **value}
-        else:
-            d[key] = value
     try:
-        return FitConfig.from_dict(d)
-    except (TypeError, ValueError) as e:
+        return FitConfig(**fields).updated(sets)
+    except ConfigError as e:
         raise SystemExit(f"--set: {e}") from e
 
 

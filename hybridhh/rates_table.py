@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .atomic import atomic_write_text
 from .constants import GATES, RATE_NAMES
 from .errors import ConfigError, RecordingError
 
@@ -79,17 +78,7 @@ def write_rates_csv(path, kinetics, V, constrained: tuple[float, float] | None =
     for i in range(len(cols["V"])):
         w.writerow([int(cols[c][i]) if c.startswith("constrained") else repr(float(cols[c][i]))
                     for c in names])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_text(path, buf.getvalue())
 
 
 def read_rates_csv(path) -> dict:

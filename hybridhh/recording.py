@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .biophysics import BIOPHYSICS_UNITS, Biophysics
 from .constants import HH_REFERENCE_TEMPERATURE
 from .errors import ConfigError, HybridHHError, RecordingError
@@ -644,26 +643,12 @@ def write_recording(path, rec: Recording) -> Path:
 
     if not isinstance(rec, Recording):
         raise ConfigError(f"write_recording needs a Recording, got {type(rec).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp):
         with h5py.File(tmp, "w") as f:
             _write(f, rec)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 # --- synthetic recordings -------------------------------------------------------------

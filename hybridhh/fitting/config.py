@@ -7,6 +7,7 @@ resumed fit ends exactly where an uninterrupted one would.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
@@ -286,6 +287,21 @@ class FitConfig:
             d["holdout"] = tuple(d["holdout"])
         return cls(**d)
 
+    def updated(self, changes: dict) -> FitConfig:
+        """A copy with ``changes`` on top: ``{"seed": 1, "teacher": {"adam_steps": 300}}``
+        (nested dicts change single fields of a sub-config; see :func:`parse_assignments`).
+        Checked like any new config: a bad field or value raises :class:`ConfigError`."""
+        d = self.to_dict()
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(d.get(key), dict):
+                d[key] = {**d[key], **value}
+            else:
+                d[key] = value
+        try:
+            return FitConfig.from_dict(d)
+        except TypeError as e:
+            raise ConfigError(f"fit configuration: {e}") from e
+
     @classmethod
     def quick(cls, **changes) -> FitConfig:
         """A tiny configuration for tests and notebooks (seconds, not a converged fit)."""
@@ -294,3 +310,28 @@ class FitConfig:
                                         lbfgs=((0.05, 8), (0.0, 4))),
                   ode=ODEConfig(windows=(1.0,), steps=1, max_windows=32))
         return dataclasses.replace(cfg, **changes)
+
+
+def parse_assignments(items) -> dict:
+    """``["teacher.adam_steps=300", "seed=1"]`` -> ``{"teacher": {"adam_steps": 300},
+    "seed": 1}``, for :meth:`FitConfig.updated` (what ``--set FIELD=VALUE`` means on the
+    command line and in the benchmarks). VALUE is JSON, or else a bare string
+    (``ode.method=rk4``)."""
+    out: dict = {}
+    for item in items or ():
+        key, sep, value = str(item).partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. "
+                              "teacher.adam_steps=300")
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass  # a bare string, e.g. ode.method=rk4
+        *outer, last = key.split(".")
+        d = out
+        for k in outer:
+            d = d.setdefault(k, {})
+            if not isinstance(d, dict):
+                raise ConfigError(f"--set {item!r}: {k} is a value, not a section")
+        d[last] = value
+    return out

@@ -17,12 +17,11 @@ leaves a broken file; they are read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write
 from ..errors import RunDirError
 
 CONFIG = "config.json"
@@ -33,23 +32,9 @@ MODEL = "model.pt"
 RESULT = "result.json"
 
 
-def _atomic(path: Path, write):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_torch(path, obj) -> None:
     """``torch.save`` atomically (temp file + rename)."""
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_json(path, obj) -> None:
@@ -58,7 +43,7 @@ def save_json(path, obj) -> None:
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.write("\n")
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def load_torch(path):
