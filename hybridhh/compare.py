@@ -60,7 +60,6 @@ __all__ = [
     "spike_times",
     "match_spikes",
     "spike_metrics",
-    "free_run_trajectory",
     "load_comparison",
     "load_run",
     "wide_voltage_range",
@@ -383,34 +382,6 @@ def _numpy(x):
 _DIVERGED = (SimulationError, IndexError, RuntimeError)
 
 
-def free_run_trajectory(model, data, method: str = "rk4", margin: float = 30.0):
-    """The free-running :class:`~hybridhh.simulation.Trajectory` (V and gates) of ``model``.
-
-    The same simulation as :func:`hybridhh.fitting.free_run` (the model tabulated over the
-    recorded range plus ``margin`` mV at 0.05 mV, started from the recorded V at t=0 and
-    the model's steady-state gates there, driven by the recorded stimuli), which returns V
-    only.
-
-    Parameters
-    ----------
-    model
-        Kinetics object (a fitted :class:`~hybridhh.learned.RateMLP` or a reference set).
-    data
-        :class:`hybridhh.fitting.data.TraceData`.
-    method
-        Integrator name (:data:`hybridhh.integrators.INTEGRATORS`).
-    """
-    from .protocols import Stimulus
-    from .simulation import simulate
-
-    with torch.no_grad():
-        lo, hi = float(data.V.min()) - margin, float(data.V.max()) + margin
-        kin = model.tabulate(lo, hi, 0.05) if hasattr(model, "tabulate") else model
-        time_ = np.arange(data.V.shape[1]) * data.dt
-        stim = Stimulus(time_, data.I.numpy(), data.names)
-        return simulate(stim, kin, data.bio, method=method, V0=data.V[:, 0])
-
-
 @dataclass
 class FreeRun:
     """Recorded and simulated traces of one set (training or held-out).
@@ -622,6 +593,7 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
     """
     from .fitting import rundir as rd
     from .fitting.data import TraceData
+    from .fitting.free_run import free_run_trajectory
 
     t_start = time.perf_counter()
     run_dir = Path(run_dir)

@@ -211,7 +211,7 @@ def test_threshold_relative_to_rest_works_in_the_1952_convention():
 
 
 def test_free_run_trajectory_matches_fit_free_run(short_recording):
-    from hybridhh.compare import free_run_trajectory
+    from hybridhh.fitting.free_run import free_run_trajectory
     from hybridhh.fitting import FitConfig, free_run
     from hybridhh.fitting.api import build_model
     from hybridhh.fitting.data import TraceData

@@ -20,15 +20,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, RunDirError
-from ..learned import GatePrior, RateMLP, StackedKinetics
+from ..learned import GatePrior, RateMLP
 from ..metrics import kinetics_errors, summarize_errors
-from ..protocols import Stimulus
-from ..simulation import simulate
 from . import rundir
 from .config import FitConfig
 from .constrained import constrained_ranges
 from .data import TraceData
 from .denoise import estimate_path
+from .free_run import free_run, free_runs
 from .gauss_newton import NodeTable, curves, distill, levenberg_marquardt, voltage_nodes
 from .prior import refine_prior
 from .shooting import MultipleShooting, stable_stride
@@ -163,29 +162,6 @@ def build_model(data: TraceData, config: FitConfig, prior: GatePrior | None = No
     prior = generic_prior(data, config) if prior is None else prior
     return RateMLP(data.bio, prior, width=config.width, parametrisation=config.parametrisation,
                    input_gain=config.input_gain, separate=config.separate)
-
-
-def free_run(model, data: TraceData, method: str = "exp_euler", margin: float = 30.0):
-    """Free-running V ``[B, T]`` (mV) of ``model`` under the recorded stimuli of ``data``,
-    started from the recorded V and the model's steady-state gates there."""
-    return free_runs([model], data, method, margin)[0]
-
-
-def free_runs(models, data: TraceData, method: str = "exp_euler", margin: float = 30.0):
-    """:func:`free_run` of several models at once, ``[K, B, T]`` (mV): one batched
-    simulation (:class:`~hybridhh.learned.StackedKinetics`), as fast as one model's.
-    Models with ``tabulate`` (the MLP) are simulated from their table over the recorded
-    range plus ``margin`` mV; other kinetics objects (e.g. the true ones) only alone."""
-    with torch.no_grad():
-        lo, hi = float(data.V.min()) - margin, float(data.V.max()) + margin
-        tables = [m.tabulate(lo, hi, 0.05) if hasattr(m, "tabulate") else m for m in models]
-        B, T = data.V.shape
-        K = len(models)
-        kin = tables[0] if K == 1 else StackedKinetics(tables, B)
-        stim = Stimulus(np.arange(T) * data.dt, data.I.repeat(K, 1).numpy(),
-                        tuple(data.names) * K)
-        traj = simulate(stim, kin, data.bio, method=method, V0=data.V[:, 0].repeat(K))
-        return traj.V.reshape(K, B, T)
 
 
 def _rmse(model, data: TraceData) -> float:
