@@ -17,7 +17,7 @@ from hybridhh.fitting.gauss_newton import NodeTable, voltage_nodes
 from hybridhh.fitting.shooting import MultipleShooting
 from hybridhh.fitting.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
-from hybridhh.metrics import kinetics_errors, summarize_errors
+from hybridhh.analysis.metrics import kinetics_errors, summarize_errors
 from hybridhh.recording import write_recording
 
 SIGMA = 0.5  # mV

@@ -21,7 +21,7 @@ from hybridhh.fitting.shooting import MultipleShooting, stable_rate, stable_stri
 from hybridhh.fitting.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
 from hybridhh.learned import TabulatedKinetics
-from hybridhh.metrics import kinetics_errors, summarize_errors
+from hybridhh.analysis.metrics import kinetics_errors, summarize_errors
 from hybridhh.protocols import Stimulus, steps, time_grid
 from hybridhh.rates_table import REQUIRED, read_rates_csv
 from hybridhh.recording import simulate_recording, write_recording

@@ -15,7 +15,7 @@ from hybridhh.fitting.gauss_newton import (
 )
 from hybridhh.fitting.teacher import TeacherForcing, adaptive_samples
 from hybridhh.kinetics import HHKinetics
-from hybridhh.metrics import kinetics_errors, summarize_errors
+from hybridhh.analysis.metrics import kinetics_errors, summarize_errors
 from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid
 from hybridhh.recording import simulate_recording
 

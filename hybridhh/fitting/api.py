@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, RunDirError
 from ..learned import GatePrior, RateMLP
-from ..metrics import kinetics_errors, summarize_errors
+from ..analysis.metrics import kinetics_errors, summarize_errors
 from . import rundir
 from .config import FitConfig
 from .constrained import constrained_ranges
