@@ -1,11 +1,28 @@
-"""``hybridhh compare`` and ``hybridhh report``: thin CLI wrappers over
-:mod:`hybridhh.compare` and :mod:`hybridhh.report`."""
+"""``hybridhh compare`` and ``hybridhh report``: thin wrappers over the comparison of a fit
+with the truth and the recording, and its HTML report.
+
+Both print every warning of the comparison on stderr (also under ``--quiet`` and
+``--json``): a truth in the other voltage convention, a diverged free run, a run that is
+unfinished and shown from its best checkpoint, ...
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from .cli import _existing_file, _finite, _positive, command, say
+from ._args import add_quiet, existing_file, finite, positive, say, warn
+from ._registry import EXIT_OK, command
+
+__all__ = ["cmd_compare", "cmd_report"]
+
+
+def _analysis():
+    """The comparison and report API (imported here only: it imports torch)."""
+    from ..compare import COMPARE_DIR, COMPARE_JSON, MAX_SPIKE_SHIFT, compare
+    from ..report import write_report
+
+    return compare, write_report, MAX_SPIKE_SHIFT, COMPARE_DIR, COMPARE_JSON
 
 
 def _truth_arguments(p):
@@ -15,15 +32,26 @@ def _truth_arguments(p):
                         "optionally @temperature in degC, default the recording's), or a "
                         "recording file with /truth (default: the fitted recording's /truth "
                         "when it has one)")
-    p.add_argument("--data", type=_existing_file, metavar="FILE.h5", default=None,
+    p.add_argument("--data", type=existing_file, metavar="FILE.h5", default=None,
                    help="the fitted recording, when the file named in RUN_DIR/config.json "
                         "has moved")
     p.add_argument("--method", default="rk4",
                    help="integrator of the free-running simulations (default rk4)")
-    p.add_argument("--max-shift", type=_positive, default=None, metavar="MS",
+    p.add_argument("--max-shift", type=positive, default=None, metavar="MS",
                    help="largest spike-time difference that still pairs two spikes, ms "
                         "(default 5)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the output path")
+    add_quiet(p, "print only the output path (and warnings)")
+
+
+def _check_method(name: str) -> None:
+    from ..integrators import get_integrator
+
+    get_integrator(name)  # a bad name fails before any work
+
+
+def _warn_all(metrics: dict) -> None:
+    for w in metrics.get("warnings", []):
+        warn(w)
 
 
 def _compare_arguments(p):
@@ -31,37 +59,31 @@ def _compare_arguments(p):
     p.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
                    help="output directory for compare.json and figures (default "
                         "RUN_DIR/compare)")
-    p.add_argument("--temperature", type=_finite, default=None,
+    p.add_argument("--temperature", type=finite, default=None,
                    help="evaluate the truth at this temperature, degC")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--no-figures", action="store_true", help="write compare.json only")
 
 
-def _check_method(name: str) -> None:
-    from .integrators import get_integrator
-
-    get_integrator(name)
-
-
 @command("compare", "compare a fit with the true rates and the recording (metrics, figures)",
          _compare_arguments)
 def cmd_compare(args) -> int:
-    import json
-
-    from .compare import MAX_SPIKE_SHIFT, compare
-
+    compare, _, max_spike_shift, _, _ = _analysis()
     _check_method(args.method)
     comp = compare(args.run_dir, args.truth, args.out, recording=args.data,
                    temperature=args.temperature, method=args.method,
-                   max_shift=args.max_shift or MAX_SPIKE_SHIFT, figures=not args.no_figures)
+                   max_shift=args.max_shift or max_spike_shift, figures=not args.no_figures)
     if args.json:
         print(json.dumps(comp.metrics, indent=2))
-        return 0
-    for line in comp.summary_lines():
+        _warn_all(comp.metrics)
+        return EXIT_OK
+    if args.quiet:
+        _warn_all(comp.metrics)
+    for line in comp.summary_lines():  # its last lines are the warnings
         say(line)
     say(f"wrote {len(comp.figures)} figure(s) and compare.json in {comp.metrics['elapsed']:.1f} s")
     print(comp.out_dir)
-    return 0
+    return EXIT_OK
 
 
 def _report_arguments(p):
@@ -74,12 +96,13 @@ def _report_arguments(p):
 
 @command("report", "write a self-contained HTML report of a fit", _report_arguments)
 def cmd_report(args) -> int:
-    from .compare import MAX_SPIKE_SHIFT
-    from .report import write_report
-
+    _, write_report, max_spike_shift, compare_dir, compare_json = _analysis()
     _check_method(args.method)
     path = write_report(args.run_dir, args.truth, args.out, recording=args.data,
-                        method=args.method, max_shift=args.max_shift or MAX_SPIKE_SHIFT,
+                        method=args.method, max_shift=args.max_shift or max_spike_shift,
                         reuse=not args.fresh)
+    shown = Path(args.run_dir) / compare_dir / compare_json  # the comparison it shows
+    if shown.is_file():
+        _warn_all(json.loads(shown.read_text()))
     print(path)
-    return 0
+    return EXIT_OK
