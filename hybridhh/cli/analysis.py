@@ -19,7 +19,7 @@ __all__ = ["cmd_compare", "cmd_report"]
 
 def _analysis():
     """The comparison and report API (imported here only: it imports torch)."""
-    from ..compare import COMPARE_DIR, COMPARE_JSON, MAX_SPIKE_SHIFT, compare
+    from ..analysis import COMPARE_DIR, COMPARE_JSON, MAX_SPIKE_SHIFT, compare
     from ..report import write_report
 
     return compare, write_report, MAX_SPIKE_SHIFT, COMPARE_DIR, COMPARE_JSON
