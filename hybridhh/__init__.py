@@ -43,7 +43,7 @@ _PUBLIC = {
     "load_fit": "hybridhh.fitting",
     "free_run": "hybridhh.fitting",
     # analysis
-    "compare": "hybridhh.compare",
+    "compare": "hybridhh.analysis",
     "write_report": "hybridhh.report",
     # errors
     "HybridHHError": "hybridhh.errors",

@@ -6,7 +6,7 @@ timing), and how well (kinetics errors against a reference, free-running voltage
 spike-time errors on training and held-out traces), with every figure embedded as a base64
 PNG and a short explanation of what it shows and where its curves are extrapolation.
 
-The numbers and figures come from :func:`hybridhh.compare.compare`; an up-to-date
+The numbers and figures come from :func:`hybridhh.compare`; an up-to-date
 ``RUN_DIR/compare/compare.json`` (same model, truth and integrator) is reused.
 """
 
@@ -19,17 +19,17 @@ import json
 import platform
 from pathlib import Path
 
-from .compare import (
+from .analysis import (
     COMPARE_DIR,
     COMPARE_JSON,
-    FIGURES,
     MAX_SPIKE_SHIFT,
-    _file_digest,
     compare,
+    file_digest,
     load_comparison,
     load_run,
 )
 from .errors import RunDirError
+from .plotting.comparison import COMPARISON_FIGURES
 
 __all__ = ["write_report", "render_report", "REPORT_NAME"]
 
@@ -46,7 +46,7 @@ def write_report(run_dir, truth=None, out=None, *, recording=None, method: str =
     run_dir
         A finished run directory.
     truth
-        Reference kinetics (see :func:`hybridhh.compare.resolve_truth`); default the fitted
+        Reference kinetics (see :func:`hybridhh.analysis.resolve_truth`); default the fitted
         recording's ``/truth`` when it has one, else the report shows no kinetics errors.
     out
         The HTML file (default ``RUN_DIR/report.html``).
@@ -54,7 +54,7 @@ def write_report(run_dir, truth=None, out=None, *, recording=None, method: str =
         The fitted recording, when the file named in ``config.json`` has moved.
     method, max_shift
         Integrator of the free runs and the spike-matching window (ms), as in
-        :func:`~hybridhh.compare.compare`.
+        :func:`~hybridhh.compare`.
     reuse
         Reuse ``RUN_DIR/compare`` when it was made for this model with the same truth,
         integrator and spike window, and all its figures exist; else compare afresh.
@@ -99,7 +99,7 @@ def _reusable(cmp_dir: Path, run_dir: Path, truth, method, max_shift) -> dict | 
         return None  # a kinetics object: always compare afresh
     same = (req.get("truth") == spec and req.get("method") == method
             and req.get("temperature") is None and req.get("max_shift") == max_shift
-            and req.get("model_sha256") == _file_digest(run_dir / rd.MODEL))
+            and req.get("model_sha256") == file_digest(run_dir / rd.MODEL))
     figs = m.get("figures", {})
     if not same or not figs or not all((cmp_dir / f).is_file() for f in figs.values()):
         return None
@@ -375,7 +375,7 @@ def _config_rows(cfg: dict) -> list:
 
 
 def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
-    """The report page (HTML text) from :func:`~hybridhh.compare.compare` metrics, the
+    """The report page (HTML text) from :func:`~hybridhh.compare` metrics, the
     figure files by key, the :class:`~hybridhh.fitting.FitResult` and the run's config.json."""
     run_dir = metrics["run_dir"]
     rec = metrics["recording"]
@@ -484,11 +484,11 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
     truth_sentence = ("Black: the true rates; red: the learned ones." if k is not None
                       else "The learned rates (no truth to compare with).")
     if "rates" in figures:
-        parts.append(_figure(figures["rates"], FIGURES["rates"][1],
+        parts.append(_figure(figures["rates"], COMPARISON_FIGURES["rates"][1],
                              _CAPTIONS["rates"].format(truth_sentence=truth_sentence,
                                                        lo=lo, hi=hi)))
     if "kinetics_error" in figures:
-        parts.append(_figure(figures["kinetics_error"], FIGURES["kinetics_error"][1],
+        parts.append(_figure(figures["kinetics_error"], COMPARISON_FIGURES["kinetics_error"][1],
                              _CAPTIONS["kinetics_error"]))
     ranges = metrics.get("constrained")
     if ranges:
@@ -537,7 +537,7 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
         if key in figures:
             cap = _CAPTIONS["free_run"].format(method=fr["method"], dt=fr["dt"],
                                                which=_CAPTIONS[key])
-            parts.append(_figure(figures[key], FIGURES[key][1], cap))
+            parts.append(_figure(figures[key], COMPARISON_FIGURES[key][1], cap))
 
     # --- training
     parts.append("<h2>4. Training</h2>")
@@ -545,7 +545,7 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
                  f"(wall clock on the machine that ran the fit).</p>")
     parts.append(_phase_table(fit.history))
     if "training" in figures:
-        parts.append(_figure(figures["training"], FIGURES["training"][1],
+        parts.append(_figure(figures["training"], COMPARISON_FIGURES["training"][1],
                              _CAPTIONS["training"]))
 
     # --- configuration and provenance
@@ -560,7 +560,8 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
         ("command", f"<code>{_e(cmd)}</code>"),
         ("comparison", _e(f"compare.json and figures in {Path(run_dir) / COMPARE_DIR} "
                           f"(computed in {metrics.get('elapsed', 0):.1f} s)")),
-        ("metric definitions", "hybridhh.metrics (kinetics_errors, summarize_errors, TARGETS)"),
+        ("metric definitions",
+         "hybridhh.analysis.metrics (kinetics_errors, summarize_errors, TARGETS)"),
         ("software", _e(f"hybridhh {_version()}, Python {platform.python_version()}, "
                         f"torch {_torch_version()}")),
     ]))

@@ -1,18 +1,18 @@
 """Kinetics error metrics: the one definition used by the fit benchmark, compare and reports.
 
 All metrics are evaluated on a uniform voltage grid over the range the data visited
-(by default its 1st–99th percentile), where the data constrain the rates.
+(by default its 1st–99th percentile), where the data constrain the rates. Relative errors
+are fractions (0.05 = 5 %), the x_inf error is absolute; voltages in mV.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from .constants import GATES
+from ..constants import GATES
 
-__all__ = ["kinetics_errors", "summarize_errors", "meets_targets", "rate_errors_in_ranges",
-           "TARGETS"]
+__all__ = ["TARGETS", "kinetics_errors", "summarize_errors", "meets_targets",
+           "rate_errors_in_ranges", "kinetics_metrics"]
 
 #: The fit targets (issue 4): tau median / p90 relative error, x_inf max abs error,
 #: alpha and beta median relative error.
@@ -20,6 +20,8 @@ TARGETS = {"tau_median": 0.05, "tau_p90": 0.10, "xinf_max": 0.03, "rate_median":
 
 
 def _eval(kinetics, V):
+    import torch  # here, not at the top: the figures import this module without torch
+
     with torch.no_grad():
         Vt = torch.as_tensor(V, dtype=torch.float64)
         alpha, beta = kinetics.rates(Vt)
@@ -92,3 +94,30 @@ def rate_errors_in_ranges(learned, truth, ranges: dict, step: float = 0.5) -> di
         out[rate] = {"range": [float(lo), float(hi)], "median": float(np.median(rel)),
                      "p90": float(np.percentile(rel, 90)), "max": float(np.max(rel))}
     return out
+
+
+def kinetics_metrics(learned, truth, vmin: float, vmax: float, targets: dict | None = None
+                     ) -> dict:
+    """Kinetics errors of ``learned`` against ``truth`` over ``[vmin, vmax]`` (mV).
+
+    The definitions are those of :func:`kinetics_errors` (relative errors as fractions,
+    x_inf error absolute).
+
+    Returns
+    -------
+    dict
+        ``range`` (mV), ``gates`` ({gate: {tau_median, tau_p90, xinf_max, alpha_median,
+        beta_median}}), ``worst`` (worst gate per target metric, :func:`summarize_errors`),
+        ``targets``, ``pass`` (per target metric) and ``meets_targets``.
+    """
+    targets = dict(targets or TARGETS)
+    errors = kinetics_errors(learned, truth, vmin, vmax)
+    worst = summarize_errors(errors)
+    return {
+        "range": errors["range"],
+        "gates": {g: errors[g] for g in ("m", "h", "n")},
+        "worst": worst,
+        "targets": targets,
+        "pass": {k: bool(worst[k] < v) for k, v in targets.items()},
+        "meets_targets": bool(meets_targets(errors, targets)),
+    }
