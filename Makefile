@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # notebooks run top to bottom with a tiny configuration (HYBRIDHH_QUICK=1)
 NBTEST := HYBRIDHH_QUICK=1 $(PY) -m pytest --nbmake notebooks
 
-.PHONY: install demo test test-all lint bench notebooks report clean
+.PHONY: install demo test test-all lint bench results notebooks report clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ bench: install
 	$(PY) benchmarks/fit.py
 	$(PY) benchmarks/noise_bias.py
 	$(PY) benchmarks/heldout_sensitivity.py
+
+# docs/results.md from benchmarks/results/*.json (after a benchmark run; runs no benchmark)
+results: install
+	$(PY) benchmarks/results_md.py
 
 notebooks: install
 	$(NBTEST)

@@ -5,7 +5,8 @@ A fit can only be as good as the optimum of its loss. This script starts *at the
 and runs Levenberg–Marquardt on each candidate loss; how far the curves drift is the bias
 of that loss at that noise level, independent of the basin-finding start of a real fit.
 
-Losses compared (all on the default synthetic training set of ``benchmarks/fit.py``):
+Losses compared (all on the default synthetic training set of ``benchmarks/fit.py``,
+:func:`hybridhh.benchmarking.make_data`):
 
 * ``increments w=1``: the teacher-forcing loss the fitter uses (:class:`TeacherForcing`,
   0.02 ms steps): gates and ionic current along the *recorded* V, residual on the voltage
@@ -33,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -41,20 +41,16 @@ import numpy as np
 import torch
 from scipy.signal import savgol_filter
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fit import make_data  # noqa: E402
-
-from hybridhh.fitting.config import DenoiseConfig  # noqa: E402
-from hybridhh.fitting.data import TraceData  # noqa: E402
-from hybridhh.fitting.denoise import estimate_path  # noqa: E402
-from hybridhh.fitting.gauss_newton import NodeTable, levenberg_marquardt, voltage_nodes  # noqa: E402
-from hybridhh.fitting.shooting import MultipleShooting  # noqa: E402
-from hybridhh.fitting.teacher import TeacherForcing  # noqa: E402
-from hybridhh.hh import ionic_current  # noqa: E402
-from hybridhh.kinetics import HHKinetics  # noqa: E402
-from hybridhh.metrics import kinetics_errors  # noqa: E402
+from hybridhh.analysis.metrics import kinetics_errors
+from hybridhh.benchmarking import make_data
+from hybridhh.fitting.config import DenoiseConfig
+from hybridhh.fitting.data import TraceData
+from hybridhh.fitting.denoise import estimate_path
+from hybridhh.fitting.gauss_newton import NodeTable, levenberg_marquardt, voltage_nodes
+from hybridhh.fitting.ode import MultipleShooting
+from hybridhh.fitting.teacher import TeacherForcing
+from hybridhh.hh import ionic_current
+from hybridhh.kinetics import HHKinetics
 
 OUT = Path(__file__).parent / "results" / "noise_bias.json"
 
@@ -63,7 +59,7 @@ class Shooting:
     """Multiple-shooting V loss with the interface :func:`levenberg_marquardt` expects
     (``loss(kinetics)``, ``jacobian(table, nodes) -> (r, J [6, N, M])``).
 
-    Windows are those of :class:`~hybridhh.fitting.shooting.MultipleShooting`; the integration
+    Windows are those of :class:`~hybridhh.fitting.ode.MultipleShooting`; the integration
     is a plain RK4 loop instead of ``odeint`` so that ``torch.func.jacfwd`` can run
     through it."""
 

@@ -34,28 +34,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hybridhh.analysis.spikes import spike_times as _spike_times
+from hybridhh.biophysics import Biophysics
+from hybridhh.errors import SimulationError
+from hybridhh.hh import resting_potential
+from hybridhh.kinetics import HHKinetics
+from hybridhh.neuron_reference import NeuronCells, neuron_available
+from hybridhh.protocols import Stimulus, default_protocols, steps, time_grid
+from hybridhh.simulation import simulate
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT))
-
-from hybridhh.biophysics import Biophysics  # noqa: E402
-from hybridhh.errors import SimulationError  # noqa: E402
-from hybridhh.hh import resting_potential  # noqa: E402
-from hybridhh.kinetics import HHKinetics  # noqa: E402
-from hybridhh.neuron_reference import NeuronCells, neuron_available  # noqa: E402
-from hybridhh.protocols import Stimulus, default_protocols, steps, time_grid  # noqa: E402
-from hybridhh.simulation import simulate  # noqa: E402
-
 FIXED_METHODS = ("exp_euler", "ind_exp_euler", "rk4", "neuron")
 
 
-def spike_times(V, time, threshold: float = 0.0) -> list[np.ndarray]:
-    """Upward crossings of ``threshold`` (mV) per trace, linearly interpolated (ms)."""
-    out = []
-    for v in np.atleast_2d(V):
-        k = np.nonzero((v[:-1] < threshold) & (v[1:] >= threshold))[0]
-        out.append(time[k] + (threshold - v[k]) / (v[k + 1] - v[k]) * (time[k + 1] - time[k]))
-    return out
+def spike_times(V, time) -> list[np.ndarray]:
+    """Every upward 0 mV crossing per trace, linearly interpolated (ms).
+
+    :func:`hybridhh.analysis.spikes.spike_times` at 0 mV without a refractory period, so
+    that an integrator's spurious crossings count as unmatched spikes.
+    """
+    return _spike_times(V, time, 0.0, refractory=0.0)
 
 
 def match_spikes(ref: np.ndarray, test: np.ndarray, window: float = 1.0):
