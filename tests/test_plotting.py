@@ -1,8 +1,12 @@
-"""Figures render with Agg, label their axes with units, and take ``ax=`` / ``axes=``."""
+"""hybridhh.plotting: figures render with Agg, label their axes with units, and take ``ax=`` /
+``axes=``; traces, rates and comparison figures."""
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import subprocess
+import sys
 
 import matplotlib
 import numpy as np
@@ -179,3 +183,77 @@ def test_mark_rate_ranges_draws_one_bar_per_rate_and_a_legend_entry():
             [ranges[f"alpha_{gate}"], ranges[f"beta_{gate}"]])
     labels = [t.get_text() for a in fig.axes if a.get_legend() for t in a.get_legend().texts]
     assert "data constrain α" in labels and "data constrain β" in labels
+
+
+def test_limit_cycle_spans_one_interspike_interval(traj):
+    from hybridhh.analysis import as_numpy, spike_indices
+    from hybridhh.plotting.traces import _limit_cycle
+
+    V, I, t = as_numpy(traj.V[1]), as_numpy(traj.current[1]), as_numpy(traj.time)
+    cyc = _limit_cycle(V, I, t)
+    s = spike_indices(V, t, V.min() + 0.6 * (V.max() - V.min()))[0]
+    assert len(s) >= 3 and (cyc.start, cyc.stop) == (s[-2], s[-1] + 1)  # the latest cycle
+    assert _limit_cycle(as_numpy(traj.V[0]), as_numpy(traj.current[0]), t) is None  # no spikes
+
+
+def test_importing_the_figures_imports_no_torch():
+    code = ("import sys, hybridhh.plotting, hybridhh.analysis; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- comparison figures -----------------------------------------------------------------
+
+
+def _render(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert buf.tell() > 1000
+
+
+def _labels(fig):
+    return [a.get_xlabel() for a in fig.axes] + [a.get_ylabel() for a in fig.axes]
+
+
+def test_plot_kinetics_error_renders_with_units(scaled):
+    hh = HHKinetics()
+    fig = P.plot_kinetics_error(scaled(hh, 1.2), hh, -110.0, 60.0, constrained=(-80.0, 30.0))
+    _render(fig)
+    labels = _labels(fig)
+    assert "V (mV)" in labels and "tau learned / true" in labels
+    tau = fig.axes[0].lines[0].get_ydata()
+    np.testing.assert_allclose(tau, 1 / 1.2)
+
+
+def test_plot_free_run_renders_with_units(short_recording):
+    r = short_recording
+    fig = P.plot_free_run(r.time, r.voltage, r.voltage + 1.0, r.gates, r.gates,
+                        names=r.trace_names, threshold=-15.0, title="t")
+    _render(fig)
+    labels = _labels(fig)
+    assert "time (ms)" in labels and "V (mV)" in labels
+    assert len(fig.axes) == 8  # 4 rows x 2 traces
+    fig = P.plot_free_run(r.time, r.voltage, r.voltage, names=r.trace_names, max_traces=1)
+    assert len(fig.axes) == 1
+
+
+def test_plot_training_renders_with_units():
+    hist = ([{"phase": "teacher/adam", "step": k, "loss": 1.0 / k} for k in range(1, 20)]
+            + [{"phase": "teacher/lbfgs-s4", "step": 1, "loss": 1e-3,
+                "errors": {"tau_median": 0.2, "tau_p90": 0.5, "xinf_max": 0.1,
+                           "rate_median": 0.3}}]
+            + [{"phase": "ode/2ms", "step": k, "loss": 0.5} for k in range(1, 5)])
+    fig = P.plot_training(hist)
+    _render(fig)
+    assert len(fig.axes) == 3
+    assert any("mV²" in x for x in _labels(fig))
+    with pytest.raises(ConfigError):
+        P.plot_training([])
+
+
+def test_mark_voltage_range_on_rate_figure():
+    fig = P.plot_rates([HHKinetics()], vmin=-100, vmax=50)
+    n = len(fig.axes[0].lines)
+    P.mark_voltage_range(fig.axes, -80.0, 30.0)
+    assert len(fig.axes[0].lines) == n + 2
+    _render(fig)
