@@ -50,7 +50,13 @@ from pathlib import Path
 import torch
 
 from hybridhh.analysis.metrics import TARGETS
-from hybridhh.benchmarking import HELDOUT_RMSE_TARGET, WALL_TARGET, evaluate, make_data
+from hybridhh.benchmarking import (
+    HELDOUT_RMSE_TARGET,
+    WALL_TARGET,
+    case_group,
+    evaluate,
+    make_data,
+)
 from hybridhh.errors import ConfigError
 from hybridhh.fitting import FitConfig, fit
 from hybridhh.fitting.config import PriorConfig, parse_assignments
@@ -134,17 +140,6 @@ def configure(sets: dict, **fields) -> FitConfig:
         return FitConfig(**fields).updated(sets)
     except ConfigError as e:
         raise SystemExit(f"--set: {e}") from e
-
-
-def case_group(case: str) -> str:
-    """The ``--cases`` name a result row belongs to."""
-    if case == "default":
-        return "seeds"
-    if case.startswith("noise"):
-        return "noise"
-    if case.startswith("prior"):
-        return "priors"
-    return "alpha_beta" if case == "alpha_beta" else "elsewhere"
 
 
 def main(argv=None):

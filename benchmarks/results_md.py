@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from hybridhh.atomic import atomic_write_text
-from hybridhh.benchmarking import HELDOUT_RMSE_TARGET, WALL_TARGET
+from hybridhh.benchmarking import HELDOUT_RMSE_TARGET, WALL_TARGET, case_group
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -143,11 +143,9 @@ def section_fit(fit: dict) -> str:
     targets = fit["targets"]
     rows = fit["rows"]
     by = {"seeds": [], "priors": [], "elsewhere": [], "noise": []}
-    for r in rows:
-        c = r["case"]
-        key = ("seeds" if c == "default" else "noise" if c.startswith("noise")
-               else "priors" if c.startswith("prior") or c == "alpha_beta" else "elsewhere")
-        by[key].append(r)
+    for r in rows:  # alpha_beta shares the priors' table
+        group = case_group(r["case"])
+        by["priors" if group == "alpha_beta" else group].append(r)
     m = fit.get("machine", {})
     out = ["## Fits (`benchmarks/fit.py` → `benchmarks/results/fit.json`)", "",
            f"Machine: {m.get('cpus', '?')} CPU cores, {m.get('torch_threads', '?')} torch "
@@ -309,6 +307,47 @@ def section_simulate(data: dict) -> str:
         table(["implementation", "cells", "wall s", "cell-ms/s", "set-up s"], thr_rows), ""])
 
 
+# --- run times ----------------------------------------------------------------------------
+
+
+def section_times(results: Path) -> str:
+    """How long the committed runs took, from the times the JSON files record."""
+    rows = []
+    path = results / "fit.json"
+    if path.exists():
+        fit = json.loads(path.read_text())
+        groups: dict = {}
+        for r in fit["rows"]:
+            g = groups.setdefault(case_group(r["case"]), [0, 0.0])
+            g[0] += 1
+            g[1] += r["wall"]
+        for name, (n, wall) in groups.items():
+            rows.append([f"`fit.py --cases {name}`", f"{n} fit{'s' * (n != 1)}",
+                         f"{wall / 60:.1f} min"])
+        total = sum(w for _, w in groups.values())
+        rows.append(["`fit.py` (all cases above)", f"{len(fit['rows'])} fits",
+                     f"{total / 60:.1f} min"])
+    path = results / "noise_bias.json"
+    if path.exists():
+        nb = json.loads(path.read_text())["rows"]
+        rows.append(["`noise_bias.py`", f"{len(nb)} loss runs",
+                     f"{sum(r['wall'] for r in nb) / 60:.1f} min"])
+    if (results / "heldout_sensitivity.json").exists():
+        hs = json.loads((results / "heldout_sensitivity.json").read_text())["rows"]
+        rows.append(["`heldout_sensitivity.py`", f"{len(hs)} free runs", "not recorded"])
+    path = results / "simulate.json"
+    if path.exists():
+        meta = json.loads(path.read_text())["meta"]
+        rows.append(["`simulate.py`" + (" --quick" if meta.get("quick") else ""),
+                     "accuracy + throughput", num(meta.get("total_s", 0) / 60, ".1f", "min")])
+    return "\n".join([
+        "## Run times of these results", "",
+        "Seconds recorded in the JSON files (fits: the wall time of every fit; noise bias: "
+        "each loss's solve; making the data and the calibrations are not recorded), on the "
+        "machines named above.", "",
+        table(["benchmark", "work", "recorded time"], rows), ""])
+
+
 # --- the page ---------------------------------------------------------------------------
 
 
@@ -328,6 +367,7 @@ def render(results: Path = RESULTS) -> str:
         path = results / name
         if path.exists():
             parts.append(section(json.loads(path.read_text())))
+    parts.append(section_times(results))
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "count_spikes",
     "heldout_rmse",
     "evaluate",
+    "case_group",
 ]
 
 #: Wall-time target of one fit of the default set, s (issue 4).
@@ -191,3 +192,19 @@ def evaluate(result, test: Recording, truth) -> dict:
             "spike_threshold": threshold, "rates_constrained": own,
             "rate_median_constrained": max((e["median"] for e in own.values()), default=None),
             "rate_p90_constrained": max((e["p90"] for e in own.values()), default=None)}
+
+
+def case_group(case: str) -> str:
+    """The ``benchmarks/fit.py --cases`` group of a result row's ``case`` name.
+
+    ``"default"`` -> ``"seeds"``, ``"noise 1 mV"`` -> ``"noise"``, ``"prior 1"`` ->
+    ``"priors"``, ``"alpha_beta"``; every other case (``"NEURON hh"``, ``"18.5 degC"``, ...)
+    -> ``"elsewhere"``.
+    """
+    if case == "default":
+        return "seeds"
+    if case.startswith("noise"):
+        return "noise"
+    if case.startswith("prior"):
+        return "priors"
+    return "alpha_beta" if case == "alpha_beta" else "elsewhere"
