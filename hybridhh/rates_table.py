@@ -1,6 +1,6 @@
 """The rate table (CSV) written by ``hybridhh rates``.
 
-Contract (``shared/docs/dataset-format.md``): a header line, then one row per voltage::
+Contract (``docs/recording-format.md``): a header line, then one row per voltage::
 
     V,alpha_m,beta_m,alpha_h,beta_h,alpha_n,beta_n[,extra columns]
 

@@ -1,4 +1,4 @@
-"""Recordings in memory and on disk (the HDF5 format of ``docs/dataset-format.md``, v1).
+"""Recordings in memory and on disk (the HDF5 format of ``docs/recording-format.md``, v1).
 
 A :class:`Recording` holds current-clamp traces on one uniform time grid: membrane
 potential (mV) and injected current density (µA/cm², positive depolarises), the known
