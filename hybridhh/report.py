@@ -28,6 +28,7 @@ from .analysis import (
     load_comparison,
     load_run,
 )
+from .atomic import atomic_write_text
 from .errors import RunDirError
 from .plotting.comparison import COMPARISON_FIGURES
 
@@ -77,11 +78,7 @@ def write_report(run_dir, truth=None, out=None, *, recording=None, method: str =
     config = rd.load_json(run_dir / rd.CONFIG)
     page = render_report(metrics, figures, fit, config)
     out = Path(out) if out is not None else run_dir / REPORT_NAME
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return atomic_write_text(out, page)
 
 
 def _reusable(cmp_dir: Path, run_dir: Path, truth, method, max_shift) -> dict | None:

@@ -7,6 +7,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from ..atomic import atomic_write
+
 __all__ = ["STYLE", "LABEL_TIME", "LABEL_V", "LABEL_I", "LABEL_DVDT", "GATE_LABELS", "trace_colors",
            "new_axes", "save_figure"]
 
@@ -52,10 +54,11 @@ def new_axes(ax, figsize=(6.0, 3.0)):
 
 
 def save_figure(fig: Figure, path, dpi: int | None = None) -> Path:
-    """Save ``fig`` (PNG, PDF, SVG... by the suffix) creating the parent directory."""
+    """Save ``fig`` (PNG, PDF, SVG... by the suffix; PNG without one) atomically
+    (:func:`hybridhh.atomic.atomic_write`), creating the parent directory."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context(STYLE):
-        fig.savefig(path, dpi=dpi)
+        fmt = path.suffix[1:].lower() or matplotlib.rcParams["savefig.format"]
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=fmt))
     return path
 
