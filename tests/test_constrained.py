@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hybridhh.constants import RATE_NAMES
-from hybridhh.fitting.api import free_run
+from hybridhh.fitting.free_run import free_run
 from hybridhh.fitting.constrained import RATES, constrained_ranges, rate_uncertainty
 from hybridhh.fitting.data import TraceData
 from hybridhh.fitting.gauss_newton import NodeTable, second_difference, voltage_nodes

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from hybridhh.analysis.metrics import kinetics_errors, summarize_errors
 from hybridhh.cli import main
 from hybridhh.fitting import DenoiseConfig, FitConfig, fit
 from hybridhh.fitting.data import TraceData
 from hybridhh.fitting.denoise import PathSmoother, estimate_path
 from hybridhh.fitting.gauss_newton import NodeTable, voltage_nodes
-from hybridhh.fitting.shooting import MultipleShooting
+from hybridhh.fitting.ode import MultipleShooting
 from hybridhh.fitting.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
-from hybridhh.analysis.metrics import kinetics_errors, summarize_errors
 from hybridhh.recording import write_recording
 
 SIGMA = 0.5  # mV

@@ -9,19 +9,20 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
+from hybridhh.analysis.metrics import kinetics_errors, summarize_errors
 from hybridhh.biophysics import Biophysics
 from hybridhh.cli import main
 from hybridhh.errors import ConfigError, RunDirError
-from hybridhh.fitting import FitConfig, fit, load_fit, load_model, shooting
-from hybridhh.fitting.api import build_model, free_run, free_runs, resolve_holdout
+from hybridhh.fitting import FitConfig, fit, load_fit, load_model, ode
 from hybridhh.fitting.config import ODEConfig, TeacherConfig
-from hybridhh.fitting.data import TraceData
+from hybridhh.fitting.data import TraceData, resolve_holdout
+from hybridhh.fitting.free_run import free_run, free_runs
+from hybridhh.fitting.model import build_model
+from hybridhh.fitting.ode import MultipleShooting, stable_rate, stable_stride
 from hybridhh.fitting.scan import linear_scan
-from hybridhh.fitting.shooting import MultipleShooting, stable_rate, stable_stride
 from hybridhh.fitting.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics
 from hybridhh.learned import TabulatedKinetics
-from hybridhh.analysis.metrics import kinetics_errors, summarize_errors
 from hybridhh.protocols import Stimulus, steps, time_grid
 from hybridhh.rates_table import REQUIRED, read_rates_csv
 from hybridhh.recording import simulate_recording, write_recording
@@ -172,7 +173,7 @@ def test_ode_step_follows_the_visited_voltages(monkeypatch):
     capped = losses()
     assert all(np.isfinite(v) for v in capped.values())
     assert capped[stride] < 1.1 * capped[1]
-    monkeypatch.setattr(shooting, "RATE_CAP", 1e9)  # no cap
+    monkeypatch.setattr(ode, "RATE_CAP", 1e9)  # no cap
     uncapped = losses()
     assert uncapped[1] == pytest.approx(capped[1], rel=1e-6)
     assert not np.isfinite(uncapped[2]) and not np.isfinite(uncapped[4])
@@ -188,7 +189,7 @@ def test_stable_rate_keeps_rk4_stable_and_resolved_rates_unchanged():
     z = h * rate
     torch.testing.assert_close(capped[z <= 1], rate[z <= 1], rtol=1e-4, atol=0)
     assert bool((capped <= rate * (1 + 1e-12)).all()) and bool((capped.diff() >= 0).all())
-    assert float(capped.max()) <= shooting.RATE_CAP / h
+    assert float(capped.max()) <= ode.RATE_CAP / h
     zc = h * capped
     amplification = 1 - zc + zc**2 / 2 - zc**3 / 6 + zc**4 / 24  # RK4 on dx/dt = -x/tau
     assert float(amplification.abs().max()) < 1.0
@@ -339,8 +340,7 @@ def test_nan_rolls_back_and_keeps_going(tiny_recording, monkeypatch):
     # teacher forcing only: the NaNs are injected there (a rough tiny-fit model may also
     # have a diverging free run, which ends the ODE phase early: a different path)
     # and no prior refinement, so that the NaNs land in the trainer's phases
-    cfg = _quick(ode=ODEConfig(enabled=False))
-    cfg.prior.refine_starts = 0
+    cfg = _quick(ode=ODEConfig(enabled=False)).updated({"prior": {"refine_starts": 0}})
     res = fit(tiny_recording, cfg, quiet=True)
     assert calls["n"] > 6
     assert all(torch.isfinite(p).all() for p in res.model.parameters())

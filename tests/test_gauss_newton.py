@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hybridhh.analysis.metrics import kinetics_errors, summarize_errors
 from hybridhh.biophysics import Biophysics
 from hybridhh.fitting.data import TraceData
 from hybridhh.fitting.gauss_newton import (
@@ -15,7 +16,6 @@ from hybridhh.fitting.gauss_newton import (
 )
 from hybridhh.fitting.teacher import TeacherForcing, adaptive_samples
 from hybridhh.kinetics import HHKinetics
-from hybridhh.analysis.metrics import kinetics_errors, summarize_errors
 from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid
 from hybridhh.recording import simulate_recording
 

@@ -2,35 +2,169 @@
 
 Budgets are step counts, not seconds, so a fit is deterministic for a given seed and a
 resumed fit ends exactly where an uninterrupted one would.
+
+Every config is frozen (change one with :func:`dataclasses.replace` or
+:meth:`FitConfig.updated`) and checks its own fields when it is made: a bad value raises
+:class:`~hybridhh.errors.ConfigError` naming the field, the value and what is allowed,
+before a fit starts. Sequences (from JSON: lists) become tuples. One section per stage:
+``prior`` (stage 0), ``teacher`` (stage 1), ``denoise`` (stage 1b), ``ode`` (stage 2).
+The measurements behind the defaults are in docs/method.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .ode import METHODS
+from .trainer import OPTIMIZERS
+
+__all__ = ["PriorConfig", "TeacherConfig", "DenoiseConfig", "ODEConfig", "FitConfig",
+           "PARAMETRISATIONS", "parse_assignments"]
+
+#: the MLP's parametrisations (:class:`~hybridhh.learned.RateMLP`)
+PARAMETRISATIONS = ("inf_tau", "alpha_beta")
 
 
-@dataclass
+# -- field checks: each returns the value (sequences as tuples) or raises ConfigError --------
+def _fail(where: str, allowed: str, value):
+    raise ConfigError(f"{where} must be {allowed}, got {value!r}")
+
+
+def _is_integer(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, numbers.Real) and not isinstance(v, bool)
+            and math.isfinite(float(v)))
+
+
+def _integer(low: int | None = None, optional: bool = False):
+    def check(where, v):
+        if optional and v is None:
+            return v
+        if not (_is_integer(v) and (low is None or v >= low)):
+            bound = "" if low is None else f" >= {low}"
+            _fail(where, f"an integer{bound}" + (" or None" if optional else ""), v)
+        return int(v)
+    return check
+
+
+def _number(low: float | None = None, strict: bool = False, unit: str = "",
+            optional: bool = False):
+    def check(where, v):
+        if optional and v is None:
+            return v
+        if not (_is_number(v) and (low is None or (v > low if strict else v >= low))):
+            bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
+            _fail(where, f"a number{bound}" + (f" ({unit})" if unit else "")
+                  + (" or None" if optional else ""), v)
+        return v
+    return check
+
+
+def _boolean(where, v):
+    if not isinstance(v, bool):
+        _fail(where, "true or false", v)
+    return v
+
+
+def _choice(options):
+    def check(where, v):
+        if v not in options:
+            _fail(where, "one of " + ", ".join(repr(o) for o in options), v)
+        return v
+    return check
+
+
+def _sequence(where, v, allowed):
+    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)):
+        _fail(where, allowed, v)
+    return tuple(v)
+
+
+def _windows(where, v):
+    allowed = "a sequence of window lengths > 0 (ms), e.g. [1.5]"
+    v = _sequence(where, v, allowed)
+    if not all(_is_number(w) and w > 0 for w in v):
+        _fail(where, allowed, v)
+    return v
+
+
+def _resolutions(count: str):
+    """((step ms >= 0, ``count`` >= 0), ...), e.g. ``teacher.lbfgs``."""
+    allowed = f"a sequence of (step ms >= 0, {count} >= 0) pairs, e.g. [[0.04, 12]]"
+
+    def check(where, v):
+        v = _sequence(where, v, allowed)
+        out = []
+        for item in v:
+            if isinstance(item, (list, tuple)) and len(item) == 2 and _is_number(item[0]) \
+                    and item[0] >= 0 and _is_integer(item[1]) and item[1] >= 0:
+                out.append(tuple(item))
+            else:
+                raise ConfigError(f"{where} must be {allowed}, got entry {item!r}")
+        return tuple(out)
+    return check
+
+
+def _holdout(where, v):
+    allowed = ('"auto", None, a trace name or index, or a sequence of trace names and '
+               'indices')
+    if v is None or isinstance(v, str) or _is_integer(v):
+        return v
+    v = _sequence(where, v, allowed)
+    if not all(isinstance(h, str) or _is_integer(h) for h in v):
+        _fail(where, allowed, v)
+    return v
+
+
+def _check_fields(config, section: str, checks: dict) -> None:
+    """Run ``checks`` (field name -> check) on a frozen config, storing normalised values."""
+    for name, check in checks.items():
+        where = f"{section}.{name}" if section else name
+        object.__setattr__(config, name, check(where, getattr(config, name)))
+
+
+@dataclass(frozen=True)
 class PriorConfig:
-    """The generic start (see :class:`hybridhh.learned.GatePrior`); voltages relative
-    to the resting potential estimated from the data, mV; tau in ms.
+    """Stage 0, ``prior``: the generic start and its refinement on the data (see
+    :class:`hybridhh.learned.GatePrior` and :mod:`hybridhh.fitting.prior`).
 
-    ``refine_starts`` > 0: before the MLP is trained, the prior's 9 numbers are fitted to
-    the teacher-forcing loss on steps of about ``refine_dt`` ms: ``refine_iter`` L-BFGS
-    iterations on the squared loss from the prior and from ``refine_starts - 1`` seeded
-    perturbations of it (V_half by 15 mV SD, slope and tau_max by factors e^(0.5 z) and
-    e^z), then the best one once more on the Cauchy loss (``TeacherConfig.robust``), peak
-    taus floored at half a step; the result is the MLP's prior (see
-    :mod:`hybridhh.fitting.prior`). 0: the prior as given. Measured on the default set: the
-    default prior and the two perturbed priors of ``benchmarks/fit.py`` (activation 5 mV
-    above rest, slope 5 mV, tau 0.3 ms; 30 / -10 mV, slope 12 mV) all end at the same
-    refined prior (Cauchy loss 0.122). Starting the search on the Cauchy loss (first
-    version) found it in only 2 of 12 starts for fit seed 2, whose search then ended in
-    a basin without spikes and whose fit failed (tau median 94 %); on the squared loss 5-7
-    of 12 starts find it, for seeds 0, 2 and 5 alike.
+    The generic prior knows only which gates activate (m, n) and which inactivate (h),
+    placed relative to the resting potential estimated from the data. With
+    ``refine_starts`` > 0 its 9 numbers (half-activation voltage, slope, peak tau of each
+    gate) are first fitted to the teacher-forcing loss: ``refine_iter`` L-BFGS iterations
+    on the squared loss from the prior and from ``refine_starts - 1`` seeded perturbations
+    of it (V_half by 15 mV SD, slope and tau_max by factors e^(0.5 z) and e^z), then the
+    best one once more on the Cauchy loss (``TeacherConfig.robust``), peak taus floored at
+    half a step. The result is the MLP's prior.
+
+    Attributes
+    ----------
+    offset_activation
+        Half-activation voltage of m and n above rest, mV. Change it (with ``slope`` and
+        ``tau_max``) only for cells far from squid-like kinetics; the refinement usually
+        makes it irrelevant.
+    offset_inactivation
+        Half-inactivation voltage of h above rest, mV.
+    slope
+        Slope factor of every gate's x_inf, mV (> 0).
+    tau_max
+        Peak time constant of every gate, ms (> 0).
+    refine_starts
+        Starts of the refinement (>= 0); 0 turns it off (the prior as given). More starts
+        find the basin with spikes more reliably, at the cost of time.
+    refine_dt
+        Teacher-forcing step of the refinement, ms (>= 0; rounded to whole samples, at
+        least one): coarse steps are enough to find the basin.
+    refine_iter
+        L-BFGS iterations per start (>= 0).
     """
 
     offset_activation: float = 15.0
@@ -41,56 +175,81 @@ class PriorConfig:
     refine_dt: float = 0.16
     refine_iter: int = 60
 
+    def __post_init__(self):
+        _check_fields(self, "prior", {
+            "offset_activation": _number(unit="mV"),
+            "offset_inactivation": _number(unit="mV"),
+            "slope": _number(0, strict=True, unit="mV"),
+            "tau_max": _number(0, strict=True, unit="ms"),
+            "refine_starts": _integer(0),
+            "refine_dt": _number(0, unit="ms"),
+            "refine_iter": _integer(0),
+        })
 
-@dataclass
+
+@dataclass(frozen=True)
 class TeacherConfig:
-    """Stage 1, teacher forcing (see :mod:`hybridhh.fitting.teacher`).
+    """Stage 1, ``teacher``: teacher forcing on the current balance (see
+    :mod:`hybridhh.fitting.teacher`), in phases: a multi-start (or one Adam phase), the
+    L-BFGS resolutions, and the Gauss–Newton stage after the first of them.
 
-    ``starts`` MLP initialisations (seeds derived from the fit's seed) each run the Adam
-    phase and the first L-BFGS resolution; the one with the lowest loss goes on (a
-    multi-start: an unlucky start can end in a wrong basin, and its loss shows it).
-    2 since the prior is refined first (:class:`PriorConfig`; with 3 starts a fit took
-    ~24 s longer, about 120 s on this machine); measured with 2 on fit seeds 0-4: every
-    kinetics target met, 85-102 s.
-
-    The multi-start only has to put the Gauss–Newton stage in the right basin, which it
-    then finds to the last digit: from 300 Adam steps and 12 L-BFGS steps per start (tau
-    median 34-49 % off) the stage converges to the same table as from 600 and 24 (20-27 %
-    off; objective 4.6582e-6 both, fit seeds 0 and 2), in 20 iterations instead of 16,
-    and the two starts take 25 s instead of 47 s; from 150 and 6 (61-84 % off) still the
-    same, in 24. Levenberg–Marquardt straight from the refined prior (no multi-start)
-    ends in a wrong basin (objective 3.1e-3, tau median 65 % off).
-
-    ``adam_steps`` Adam steps on the recording sub-sampled to steps of about ``adam_dt``
-    ms, with a Cauchy loss of scale ``robust`` (bounded pull of far-off samples from a
-    generic start); then L-BFGS (strong Wolfe) for ``lbfgs`` = ((step ms, outer steps),
-    ...), each outer step up to ``lbfgs_max_iter`` iterations, on the plain mean squared
-    loss. Coarse steps are cheap and find the basin; a value below the recording's own
-    sample step means "every sample". Entries after the first run after the Gauss–Newton
-    stage: they polish the distilled MLP on the exact loss (on adaptive steps, see
-    below). Measured (fit seed 2): distillation leaves the MLP's curves within 0.4 % of
-    the converged table, but raises the loss 75× (1.7e-4 against 2.3e-6: the loss is
-    sharp in directions a uniform curve fit does not weigh); 30 L-BFGS steps (~9 s) bring
-    it to 8e-6, and the held-out free-running V RMSE on fit seeds 0/1/2 from 1.6/2.3/0.7
-    to 1.3/0.14/0.31 mV. The default polish is 24 steps (about 10 s) since the neural-ODE
-    stage after it fits V directly (:class:`ODEConfig`), to keep the fit under 2 minutes.
-
-    ``gauss_newton`` = ((step ms, most iterations), ...): after the first L-BFGS resolution,
-    Levenberg–Marquardt on the kinetics tabulated at nodes ``gn_node_step`` mV apart
-    (roughness penalty ``gn_smoothness``), then the MLP is fitted to the table
-    (``distill_iter`` L-BFGS iterations) and the remaining L-BFGS resolutions polish it
-    (see :mod:`hybridhh.fitting.gauss_newton`). Empty: no Gauss–Newton stage. With
-    ``adaptive = dv`` (mV) the steps of the Gauss–Newton stage and of the L-BFGS entries
-    after it are adaptive: at most the entry's step, and shorter wherever V travels more
-    than ``dv`` within it (spikes), see
-    :func:`hybridhh.fitting.teacher.adaptive_samples`; None: uniform steps. Measured from the
-    true curves on the default set, the loss's own optimum is 0.3/0.6/0.3 % (m/h/n tau
-    median) off the truth with adaptive 0.04 ms steps (1 mV), 0.5/1.1/0.3 % with uniform
-    0.02 ms steps, with 35 % fewer terms; at 18.5 °C 1.6/0.5/0.5 % against 3.2/0.6/2.9 %.
-    LM uses geodesic acceleration (``gn_geodesic``; None: off) and stops once converged:
-    from fit seed 2's multi-start (n tau 11 %), n's tau median error was 2.6 / 0.9 /
-    0.4 % after 8 / 12 / 16 iterations (plain LM: 6.2 / 5.4 / 4.7 %, and 1.8 % after
-    60); it stopped after 24.
+    Attributes
+    ----------
+    starts
+        MLP initialisations (>= 1; seeds derived from the fit's seed) that each run the
+        Adam phase and the first L-BFGS resolution; the one with the lowest loss goes on.
+        A multi-start guards against an unlucky start ending in a wrong basin (its loss
+        shows it). 1: no multi-start, the Adam phase runs on the model itself. Raise it if
+        fits of different seeds end far apart.
+    adam_steps
+        Adam steps (>= 0) from the generic start, on a Cauchy loss; 0: no Adam phase.
+    adam_lr
+        Adam learning rate (> 0).
+    adam_dt
+        Teacher-forcing step of the Adam phase, ms (>= 0; rounded to whole samples, at
+        least one).
+    robust
+        Cauchy scale of the Adam phase's loss on the normalised residual (> 0), which
+        bounds the pull of samples a poor model misses by far; None: the plain squared
+        loss.
+    gauss_newton
+        ((step ms, most iterations), ...) of the Gauss–Newton stage: after the first L-BFGS
+        resolution, Levenberg–Marquardt on the kinetics tabulated at voltage nodes, then
+        the MLP fitted to the table (see :mod:`hybridhh.fitting.gauss_newton`). It stops
+        early once converged. Empty: no Gauss–Newton stage (and no stage 1b).
+    gn_node_step
+        Spacing of the table's voltage nodes, mV (> 0).
+    gn_smoothness
+        Weight of the table's roughness penalty (second differences; >= 0): keeps the
+        curves smooth and extends them where the data never go.
+    adaptive
+        ``dv`` (mV, > 0): the steps of the Gauss–Newton stage and of the L-BFGS entries
+        after it are adaptive, at most the entry's step and shorter wherever V travels
+        more than ``dv`` within it (spikes; :func:`hybridhh.fitting.teacher.adaptive_samples`).
+        Needs ``window == 1``. None: uniform steps.
+    gn_geodesic
+        Geodesic acceleration of Levenberg–Marquardt: the largest accepted ratio of the
+        curvature correction to the step (> 0; see
+        :func:`hybridhh.fitting.gauss_newton.levenberg_marquardt`). None: plain LM.
+    distill_iter
+        L-BFGS iterations (>= 1) fitting the MLP to the Gauss–Newton table.
+    lbfgs
+        ((step ms, outer steps), ...): L-BFGS (strong Wolfe) on the plain squared loss at
+        each resolution, in order; each outer step up to ``lbfgs_max_iter`` iterations. A
+        step below the recording's own sample step means every sample. The first entry
+        finds the basin on coarse steps; the entries after it run after the Gauss–Newton
+        stage and polish the distilled MLP on the exact loss. An entry of 0 steps is
+        skipped.
+    lbfgs_max_iter
+        Iterations per L-BFGS outer step (>= 1).
+    lbfgs_history
+        L-BFGS history size (>= 1).
+    lbfgs_restart
+        Restart L-BFGS (fresh curvature history) every this many outer steps (>= 0);
+        0: never.
+    window
+        Increment window of the loss in steps (>= 1): 1 is the dV/dt loss; a longer window
+        keeps noise on V from being differentiated (adaptive steps need 1).
     """
 
     starts: int = 2
@@ -110,37 +269,54 @@ class TeacherConfig:
     lbfgs_restart: int = 0
     window: int = 1
 
+    def __post_init__(self):
+        _check_fields(self, "teacher", {
+            "starts": _integer(1),
+            "adam_steps": _integer(0),
+            "adam_lr": _number(0, strict=True),
+            "adam_dt": _number(0, unit="ms"),
+            "robust": _number(0, strict=True, optional=True),
+            "gauss_newton": _resolutions("most iterations"),
+            "gn_node_step": _number(0, strict=True, unit="mV"),
+            "gn_smoothness": _number(0),
+            "adaptive": _number(0, strict=True, unit="mV", optional=True),
+            "gn_geodesic": _number(0, strict=True, optional=True),
+            "distill_iter": _integer(1),
+            "lbfgs": _resolutions("outer steps"),
+            "lbfgs_max_iter": _integer(1),
+            "lbfgs_history": _integer(1),
+            "lbfgs_restart": _integer(0),
+            "window": _integer(1),
+        })
+        if self.adaptive is not None and self.window != 1:
+            raise ConfigError(f"teacher.adaptive needs teacher.window == 1 (got "
+                              f"adaptive={self.adaptive}, window={self.window}); set "
+                              "adaptive=None for uniform steps")
 
-@dataclass
+
+@dataclass(frozen=True)
 class DenoiseConfig:
-    """Stage 1b for noisy recordings (see :mod:`hybridhh.fitting.denoise`): the noise-free
-    path (V and gates at every sample) estimated jointly with the kinetics, after the
-    Gauss–Newton stage; the stages after it (distillation, polish, neural ODE starts) work
-    along that path.
+    """Stage 1b, ``denoise``, for noisy recordings (see :mod:`hybridhh.fitting.denoise`):
+    the noise-free path (V and gates at every sample) estimated jointly with the kinetics,
+    inside the Gauss–Newton stage; the stages after it (distillation, polish, neural ODE
+    starts) work along that path.
 
-    Runs when the estimated noise SD on V (:meth:`~hybridhh.fitting.data.TraceData.noise_estimate`)
-    exceeds ``threshold`` mV (None: never). ``q`` (mV per sample step) and ``q_gate``
-    (per step): how far V and the gates may depart from the model per step;
-    ``iterations``: Levenberg–Marquardt iterations at most (with geodesic acceleration; it
-    stops when one lowers the objective by less than 1e-6, relative); ``smoothness``:
-    weight of the kinetics' roughness.
-
-    Measured on the default set, fit seed 0, stage 1b alone from the fit's own
-    Gauss–Newton result (tau median errors m/h/n; run to a 1e-8 gain, which the default
-    1e-6 reaches within an iteration or two):
-
-    * 1 mV noise (start 9.1/25.9/80.0 %): converged after 28 iterations, 155 s; tau
-      median 1.4/1.7/2.6 %, p90 4.8/4.0/8.9 %, x_inf max error 0.024/0.008/0.021, the path
-      within 0.079 mV RMS of the noise-free V. Without the acceleration and stopped at a
-      1e-4 gain: 12 iterations, 47-58 s, 1.2/1.0/2.5 % (objective 0.99599 against
-      0.99595 converged).
-    * 0.3 mV noise (start 10.5/8.5/14.1 %): 22 iterations, 126 s; 1.7/1.2/2.8 %, p90
-      3.8/2.4/10.1 %. Without the acceleration, stopped at a 1e-4 gain: 6 iterations,
-      4.6/5.7/3.8 %, p90 29 % (the objective is flat along the kinetics: the gain per
-      iteration falls below 1e-4 long before the kinetics settle); 40 iterations:
-      0.8/1.9/4.0 %, p90 17 %.
-    * The L-BFGS version this replaces (path and kinetics, gates following the path) took
-      3000 iterations, 450 s, for 6.4/5.2/10.8 % at 1 mV.
+    Attributes
+    ----------
+    threshold
+        The stage runs when the estimated noise SD on V
+        (:meth:`~hybridhh.fitting.data.TraceData.noise_estimate`) exceeds this, mV
+        (>= 0); None: never. It needs the Gauss–Newton stage (``TeacherConfig.gauss_newton``).
+    q
+        How far V may depart from the model per sample step, mV (> 0).
+    q_gate
+        How far the gates may depart from the model per sample step (> 0; tiny: the
+        gates are deterministic).
+    iterations
+        Levenberg–Marquardt iterations at most (>= 0; geodesic acceleration; it stops when
+        one lowers the objective by less than 1e-6, relative); 0: the stage never runs.
+    smoothness
+        Weight of the kinetics' roughness (>= 0).
     """
 
     threshold: float | None = 0.1
@@ -149,37 +325,49 @@ class DenoiseConfig:
     iterations: int = 30
     smoothness: float = 0.01
 
+    def __post_init__(self):
+        _check_fields(self, "denoise", {
+            "threshold": _number(0, unit="mV", optional=True),
+            "q": _number(0, strict=True, unit="mV"),
+            "q_gate": _number(0, strict=True),
+            "iterations": _integer(0),
+            "smoothness": _number(0),
+        })
 
-@dataclass
+
+@dataclass(frozen=True)
 class ODEConfig:
-    """Stage 2, the neural ODE: free-running multiple shooting on V (see
-    :mod:`hybridhh.fitting.shooting`). Windows of ``windows`` ms (one entry per sub-stage),
-    ``steps`` optimiser steps each (L-BFGS: up to ``max_iter`` iterations a step) on at
-    most ``max_windows`` windows (a fixed seeded subset for L-BFGS, a new one every step
-    for Adam), integrated by ``method`` with a step of ``dt`` ms. Every evaluation runs the
-    ODE step by step, all windows at once, so its cost is the number of RK4 steps in a
-    window, not the number of windows (forward and backward, measured together: 3 ms
-    windows 0.38 s whether 495 or 256, 1.5 ms windows 0.25 s for all 975, 1 ms 0.23 s, 6 ms
-    0.60 s); the budget is counted in steps.
+    """Stage 2, ``ode``, the neural ODE: free-running multiple shooting on V (see
+    :mod:`hybridhh.fitting.ode`). Every evaluation runs the ODE step by step, all windows
+    at once, so its cost grows with the integration steps in a window, not with the
+    number of windows; the budget is counted in optimiser steps.
 
-    Default: 12 steps on 1.5 ms windows (all of them). Fit seeds 0-4: held-out V RMSE
-    0.71/0.35/0.30/0.16/0.59 mV, 24-28 s for the stage. Before: 8 steps on 3 ms windows,
-    0.13/0.20/0.69/0.14/0.48 mV after the longer multi-start (600 Adam, 24 L-BFGS steps),
-    0.91/1.02/0.21/0.07/0.64 mV after the shorter one (:class:`TeacherConfig`); 12 steps
-    on 3 ms windows: 0.29/0.41 mV on seeds 0/1, but whole fits of 115-116 s against
-    86-95 s with 1.5 ms windows, measured within the same 20 minutes.
-
-    Earlier, on 3 ms windows, from the teacher-forcing result of the default set (fit
-    seeds 0/2/4,
-    held-out V RMSE on the benchmark's new stimuli): 1.69/3.83/2.23 mV before the stage;
-    after 5 L-BFGS steps 0.22/1.11/1.10, after 8 0.13/0.71/0.66, after 9 0.15/0.44/0.35,
-    after 12 0.07/0.34/0.30 mV (about 3.3 s a step; not monotonic step by step), with tau
-    median errors unchanged at about 1 %. The stimulus
-    is interpolated between its own samples inside an integration step: with the samples
-    at the integration grid only (the first version), RK4 at 0.02 ms with the *true*
-    kinetics was off the recording by 0.075 mV RMS on 3 ms windows, as much as a fitted
-    model, and the stage fitted that integration error; now 0.0004 mV at 0.02 ms and
-    0.004 mV at 0.04 ms.
+    Attributes
+    ----------
+    enabled
+        Run the stage (it is kept only where it lowers the held-out free-running V error).
+    windows
+        Window lengths, ms (> 0), one sub-stage each, in order. Short windows keep the
+        problem well conditioned; longer ones follow.
+    steps
+        Optimiser steps per window length (>= 0); 0: no stage.
+    optimizer
+        ``"lbfgs"`` (a fixed seeded subset of windows) or ``"adam"`` (a new subset every
+        step).
+    lr
+        Step size (> 0): the Adam learning rate, or the L-BFGS initial step.
+    max_iter
+        Iterations per L-BFGS step (>= 1).
+    max_windows
+        Windows per loss evaluation at most (>= 1; a seeded random subset when there are
+        more).
+    method
+        Integrator (:data:`hybridhh.fitting.ode.METHODS`, torchdiffeq's names): a
+        fixed-step one with step ``dt`` (its gate rates capped where the step cannot
+        resolve them), or an adaptive one.
+    dt
+        Integration step of a fixed-step method, ms (> 0; rounded to whole samples, and
+        at most twice the model's fastest time constant over the visited voltages).
     """
 
     enabled: bool = True
@@ -192,28 +380,52 @@ class ODEConfig:
     method: str = "rk4"
     dt: float = 0.04
 
+    def __post_init__(self):
+        _check_fields(self, "ode", {
+            "enabled": _boolean,
+            "windows": _windows,
+            "steps": _integer(0),
+            "optimizer": _choice(OPTIMIZERS),
+            "lr": _number(0, strict=True),
+            "max_iter": _integer(1),
+            "max_windows": _integer(1),
+            "method": _choice(METHODS),
+            "dt": _number(0, strict=True, unit="ms"),
+        })
 
-@dataclass
+
+#: FitConfig's sections and their types
+_SECTIONS = {"prior": PriorConfig, "teacher": TeacherConfig, "denoise": DenoiseConfig,
+             "ode": ODEConfig}
+
+
+@dataclass(frozen=True)
 class FitConfig:
     """Everything a fit needs besides the data.
 
     Attributes
     ----------
     seed
-        Seeds the MLP initialisation and every random choice.
+        Seeds the MLP initialisation and every random choice (an integer).
     width
-        Hidden-layer width of the MLP (of each gate's MLP when ``separate``).
-    separate
-        One small MLP per gate (default) instead of one trunk shared by all gates.
+        Hidden-layer width of the MLP (of each gate's MLP when ``separate``; >= 1).
     parametrisation
         ``"inf_tau"`` or ``"alpha_beta"`` (see :mod:`hybridhh.learned`).
+    input_gain
+        The MLP's input is ``input_gain * (V - center) / half_span`` (> 0; see
+        :class:`~hybridhh.learned.RateMLP`).
+    separate
+        One small MLP per gate (default) instead of one trunk shared by all gates.
     holdout
         Trace names or indices kept out of training and used to accept or reject the
         neural-ODE stage. ``"auto"``: the last trace when there are 4 or more, else none.
+    prior, teacher, denoise, ode
+        The stages' configurations (:class:`PriorConfig`, :class:`TeacherConfig`,
+        :class:`DenoiseConfig`, :class:`ODEConfig`).
     threads
-        torch intra-op threads (None: torch's default).
+        torch intra-op threads (>= 1; None: torch's default).
     checkpoint_every
-        Write ``checkpoint_last.pt`` every this many steps (and at every stage end).
+        Write ``checkpoint_last.pt`` every this many steps (>= 1; and at every phase end).
     """
 
     seed: int = 0
@@ -230,35 +442,22 @@ class FitConfig:
     checkpoint_every: int = 20
 
     def __post_init__(self):
-        if self.width < 1:
-            raise ConfigError(f"width must be >= 1, got {self.width}")
-        if self.parametrisation not in ("inf_tau", "alpha_beta"):
-            raise ConfigError("parametrisation must be 'inf_tau' or 'alpha_beta', "
-                              f"got {self.parametrisation!r}")
-        p = self.prior
-        if p.refine_starts < 0 or p.refine_iter < 0 or p.refine_dt < 0:
-            raise ConfigError("prior: refine_starts, refine_iter and refine_dt must be >= 0 "
-                              f"(got {p.refine_starts}, {p.refine_iter}, {p.refine_dt}); "
-                              "refine_starts=0 turns the refinement off")
-        t = self.teacher
-        if t.adam_steps < 0 or t.adam_dt < 0 or t.window < 1 or t.starts < 1:
-            raise ConfigError("teacher: adam_steps and adam_dt must be >= 0, window and "
-                              "starts >= 1")
-        for item in tuple(t.lbfgs) + tuple(t.gauss_newton):
-            if len(item) != 2 or float(item[0]) < 0 or int(item[1]) < 0:
-                raise ConfigError(f"teacher.lbfgs entries must be (step ms >= 0, steps >= 0), "
-                                  f"got {item!r}")
-        if t.adaptive is not None and (t.adaptive <= 0 or t.window != 1):
-            raise ConfigError(f"teacher.adaptive must be > 0 mV and needs window == 1 "
-                              f"(got adaptive={t.adaptive}, window={t.window}); set "
-                              "adaptive=None for uniform steps")
-        dn = self.denoise
-        if (dn.threshold is not None and dn.threshold < 0) or dn.q <= 0 or \
-                dn.q_gate <= 0 or dn.iterations < 0 or dn.smoothness < 0:
-            raise ConfigError(f"denoise: threshold must be >= 0 mV or None, q > 0 mV, "
-                              f"q_gate > 0, iterations >= 0, smoothness >= 0 (got {dn})")
-        if self.ode.enabled and any(w <= 0 for w in self.ode.windows):
-            raise ConfigError(f"ode.windows must be > 0 ms, got {self.ode.windows}")
+        _check_fields(self, "", {
+            "seed": _integer(),
+            "width": _integer(1),
+            "parametrisation": _choice(PARAMETRISATIONS),
+            "input_gain": _number(0, strict=True),
+            "separate": _boolean,
+            "holdout": _holdout,
+            "threads": _integer(1, optional=True),
+            "checkpoint_every": _integer(1),
+        })
+        for name, typ in _SECTIONS.items():
+            value = getattr(self, name)
+            if not isinstance(value, typ):
+                article = "an" if typ.__name__[0] in "AEIOU" else "a"
+                raise ConfigError(f"{name} must be {article} {typ.__name__} (FitConfig.from_dict "
+                                  f"takes a dict of its fields), got {value!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -270,21 +469,13 @@ class FitConfig:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown FitConfig fields: {sorted(unknown)}")
-        sub = {"prior": PriorConfig, "teacher": TeacherConfig, "denoise": DenoiseConfig,
-               "ode": ODEConfig}
-        for name, typ in sub.items():
+        for name, typ in _SECTIONS.items():
             if name in d and isinstance(d[name], dict):
                 fields = {f.name for f in dataclasses.fields(typ)}
                 bad = set(d[name]) - fields
                 if bad:
                     raise ConfigError(f"unknown {name} config fields: {sorted(bad)}")
-                vals = dict(d[name])
-                for k, v in vals.items():
-                    if isinstance(v, list):
-                        vals[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-                d[name] = typ(**vals)
-        if isinstance(d.get("holdout"), list):
-            d["holdout"] = tuple(d["holdout"])
+                d[name] = typ(**d[name])  # checks (and makes tuples of) its own fields
         return cls(**d)
 
     def updated(self, changes: dict) -> FitConfig:

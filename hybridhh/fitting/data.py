@@ -10,6 +10,8 @@ import torch
 from ..biophysics import Biophysics
 from ..errors import ConfigError
 
+__all__ = ["TraceData", "resolve_holdout"]
+
 
 @dataclass
 class TraceData:
@@ -80,3 +82,31 @@ class TraceData:
         d3 = torch.diff(self.V, n=3, dim=1)
         mad = (d3 - d3.median()).abs().median()
         return float(1.4826 * mad / np.sqrt(20.0))
+
+
+def resolve_holdout(names: tuple[str, ...], holdout) -> list[int]:
+    """Indices (sorted) of the held-out traces among ``names`` for a ``FitConfig.holdout``
+    value: ``"auto"`` (the last trace when there are 4 or more), None or empty (none), a
+    trace name or index, or a sequence of them."""
+    n = len(names)
+    if holdout == "auto":
+        return [n - 1] if n >= 4 else []
+    if holdout in (None, (), []):
+        return []
+    if isinstance(holdout, (str, int)):
+        holdout = (holdout,)
+    idx = []
+    for h in holdout:
+        if isinstance(h, (int, np.integer)) or (isinstance(h, str) and h.lstrip("-").isdigit()
+                                                 and h not in names):
+            i = int(h)
+            if not -n <= i < n:
+                raise ConfigError(f"holdout index {i} out of range for {n} traces")
+            idx.append(i % n)
+        elif h in names:
+            idx.append(names.index(h))
+        else:
+            raise ConfigError(f"holdout trace {h!r} not found; traces are {list(names)}")
+    if len(set(idx)) >= n:
+        raise ConfigError("holdout leaves no trace to train on")
+    return sorted(set(idx))

@@ -44,7 +44,10 @@ at 0.01 ms), started from the fit's Gauss–Newton result on the noisy data: see
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,14 +55,19 @@ import torch
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, cho_solve_banded, cholesky_banded
 from scipy.linalg.lapack import dtbtrs
 from scipy.special import expit
+from tqdm.auto import tqdm
 
 from ..hh import ionic_current
 from .data import TraceData
 from .gauss_newton import NodeTable, second_difference
+from .grid import grid_weights
 from .scan import linear_scan
-from .teacher import grid_weights
+from .trainer import progress_lines
 
-__all__ = ["PathSmoother", "estimate_path"]
+if TYPE_CHECKING:
+    from .config import FitConfig
+
+__all__ = ["PathSmoother", "estimate_path", "runs", "path_stage"]
 
 
 class PathSmoother:
@@ -389,3 +397,41 @@ def estimate_path(data: TraceData, table: NodeTable, sigma: float, q: float = 0.
             break
     table.P = torch.as_tensor(P, dtype=table.P.dtype)
     return torch.as_tensor(U, dtype=data.V.dtype), value
+
+
+def runs(noise: float, config: FitConfig) -> bool:
+    """Whether stage 1b runs in a fit with ``config`` on training traces whose estimated
+    noise SD on V is ``noise`` mV: above ``config.denoise.threshold``, with iterations to
+    run and a Gauss–Newton stage for it to follow."""
+    dn = config.denoise
+    return (dn.threshold is not None and noise > dn.threshold and dn.iterations > 0
+            and bool(config.teacher.gauss_newton))
+
+
+def path_stage(train: TraceData, sigma: float, config: FitConfig, context: dict,
+               quiet: bool = True) -> Callable[[NodeTable], None]:
+    """Stage 1b as the Gauss–Newton phase runs it: ``stage(table)`` estimates the
+    noise-free V path of ``train`` (noise SD ``sigma``, mV) jointly with ``table`` (updated
+    in place) by :func:`estimate_path` with ``config.denoise``, and puts the path in
+    ``context["path"]`` (saved in checkpoints), along which the later stages run."""
+    dn = config.denoise
+
+    def stage(table: NodeTable) -> None:
+        lines = progress_lines(quiet)
+        t0 = time.perf_counter()
+        done = [0]
+        with tqdm(total=dn.iterations, desc="denoise", disable=quiet or lines,
+                  leave=False) as bar:
+            def tick(k, value):
+                bar.set_postfix(objective=f"{value:.4g}")
+                bar.update(k - bar.n)
+                done[0] = k
+            path, value = estimate_path(train, table, sigma, dn.q, dn.q_gate,
+                                        dn.iterations, dn.smoothness, callback=tick)
+        context["path"] = path
+        if lines:
+            print(f"denoise: noise {sigma:.3g} mV, {done[0]} iterations, "
+                  f"objective {value:.4g}, {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    return stage

@@ -12,15 +12,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import SimulationError
 from ..learned import StackedKinetics
 from ..protocols import Stimulus
 from ..simulation import Trajectory, simulate
 from .data import TraceData
 
-__all__ = ["free_run", "free_runs", "free_run_trajectory"]
+__all__ = ["DIVERGED", "free_run", "free_runs", "free_run_trajectory", "free_run_rmse"]
 
 #: Voltage spacing (mV) of the table a learned model is simulated from.
 TABLE_STEP = 0.05
+
+#: What the free run of a diverging model raises: the simulator's own check on
+#: non-finite values, or a table lookup at a NaN voltage (an index out of range, or torch's
+#: RuntimeError for it). Catch these, and only these, where a diverging model is an
+#: expected outcome (it is infinitely bad), never a bare ``Exception``.
+DIVERGED = (SimulationError, IndexError, RuntimeError)
 
 
 def _trace_data(data) -> TraceData:
@@ -80,3 +87,27 @@ def free_run(model, data, method: str = "exp_euler", margin: float = 30.0) -> to
     (a :class:`~hybridhh.recording.Recording` or :class:`TraceData`), started from the
     recorded V and the model's steady-state gates there."""
     return free_runs([model], data, method, margin)[0]
+
+
+def free_run_rmse(models, data, method: str = "exp_euler", margin: float = 30.0
+                  ) -> list[float]:
+    """Free-running V RMSE (mV) of each of ``models`` against the recorded V of ``data``.
+
+    One batched run (:func:`free_runs`) unless it diverges (:data:`DIVERGED`); then each
+    model runs alone, and a diverging one gets ``inf``.
+    """
+    data = _trace_data(data)
+    models = list(models)
+    try:
+        V = free_runs(models, data, method, margin)
+    except DIVERGED:  # one of them diverges: find which, one by one
+        return [_rmse_alone(m, data, method, margin) for m in models]
+    return [float(torch.sqrt(((v - data.V) ** 2).mean())) for v in V]
+
+
+def _rmse_alone(model, data: TraceData, method: str, margin: float) -> float:
+    try:
+        V = free_run(model, data, method, margin)
+    except DIVERGED:  # a diverging model: infinitely bad
+        return float("inf")
+    return float(torch.sqrt(((V - data.V) ** 2).mean()))

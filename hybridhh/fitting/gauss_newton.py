@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import torch
 
-from .teacher import grid_weights
+from .grid import grid_weights
 
 __all__ = ["NodeTable", "curves", "distill", "levenberg_marquardt", "voltage_nodes"]
 

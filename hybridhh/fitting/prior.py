@@ -7,20 +7,34 @@ the teacher-forcing loss first, from the given prior and from ``starts - 1`` see
 perturbations of it; the best fit becomes the MLP's starting point. With 9 unknowns this
 is cheap and its basins are few, so priors placed far apart end at the same two-state
 fit, and the fit that follows no longer depends on how close the prior was (measured in
-:class:`hybridhh.fitting.config.PriorConfig`).
+docs/method.md).
+
+Stage 0 contributes no optimisation phase: :func:`fitted_prior` runs before the trainer,
+and :func:`hybridhh.fitting.model.build_model` puts the MLP on its result, the model
+every later stage trains.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import time
+from typing import TYPE_CHECKING
 
 import torch
+from tqdm.auto import tqdm
 
 from ..learned import GatePrior, PriorKinetics
+from .data import TraceData
+from .model import generic_prior
 from .teacher import TeacherForcing
+from .trainer import progress_lines
 
-__all__ = ["refine_prior"]
+if TYPE_CHECKING:
+    from .config import FitConfig
+
+__all__ = ["refine_prior", "fitted_prior"]
 
 
 def _perturbed(prior: GatePrior, gen: torch.Generator, spread) -> GatePrior:
@@ -105,3 +119,26 @@ def refine_prior(tf: TeacherForcing, prior: GatePrior, starts: int, iterations: 
     if tau_floor:
         best = dataclasses.replace(best, tau_max=tuple(max(t, tau_floor) for t in best.tau_max))
     return best, best_value
+
+
+def fitted_prior(data: TraceData, config: FitConfig, quiet: bool = True) -> GatePrior:
+    """Stage 0: the generic prior refined on the data (:func:`refine_prior`), or the
+    generic prior itself when ``config.prior.refine_starts`` is 0."""
+    prior, p = generic_prior(data, config), config.prior
+    if not p.refine_starts:
+        return prior
+    stride = data.stride(p.refine_dt)
+    tf = TeacherForcing(data, window=config.teacher.window, stride=stride)
+    t0, lines = time.perf_counter(), progress_lines(quiet)
+    with tqdm(total=p.refine_starts, desc="prior", disable=quiet or lines, leave=False) as bar:
+        def tick(k, value):
+            bar.set_postfix(loss=f"{value:.3g}")
+            bar.update()
+        refined, value = refine_prior(tf, prior, p.refine_starts, p.refine_iter,
+                                      seed=config.seed, robust=config.teacher.robust,
+                                      tau_floor=0.5 * stride * data.dt, callback=tick)
+    if lines:
+        print(f"prior: {p.refine_starts} starts, loss {value:.3e}, "
+              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return refined
+

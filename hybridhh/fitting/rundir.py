@@ -17,6 +17,7 @@ leaves a broken file; they are read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -53,7 +54,8 @@ def load_torch(path):
         raise RunDirError(f"{path}: file not found")
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # pickle errors, truncated files
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        # not a checkpoint (pickle), truncated (zip reader), empty, unreadable
         raise RunDirError(f"{path}: not a readable checkpoint ({e})") from e
 
 

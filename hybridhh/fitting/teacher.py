@@ -19,25 +19,37 @@ Steps are a fixed number of samples (``stride``), or *adaptive*: as long as that
 shorter wherever V moves fast (:func:`adaptive_samples`). The discretisation error of
 both the exponential-midpoint gate step and the trapezoidal current sits on the spikes,
 so adaptive steps give a loss whose optimum is closer to the true kinetics with fewer
-terms (measured in :class:`hybridhh.fitting.config.TeacherConfig`).
+terms (measured in docs/method.md).
+
+As a stage of the fit, :func:`phases` makes stage 1's optimisation phases (multi-start or
+Adam, L-BFGS resolutions, the Gauss–Newton stage with stage 1b's path estimate inside it),
+all on :class:`TeacherLosses`, the losses of the training traces.
 """
 
 from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from scipy.signal import savgol_filter
 
 from .data import TraceData
+from .gauss_newton import NodeTable, curves, distill, levenberg_marquardt, voltage_nodes
+from .grid import grid_weights
+from .model import build_model
 from .scan import linear_scan
+from .trainer import Phase, make_optimizer
 
+if TYPE_CHECKING:
+    from ..learned import RateMLP
+    from .config import FitConfig
 
-def grid_weights(V: torch.Tensor, start: float, step: float, n: int):
-    """Linear-interpolation weights of ``V`` on the uniform grid ``start + step * k``,
-    ``k < n`` (clamped to the ends): node index ``j`` and weight ``w`` of node ``j + 1``."""
-    s = ((V - start) / step).clamp(0.0, n - 1 - 1e-9)
-    j = s.floor().long()
-    return j, s - j
+__all__ = ["TeacherForcing", "TeacherLosses", "adaptive_samples", "grid_weights", "phases"]
 
 
 def adaptive_samples(V: torch.Tensor, dv: float, max_stride: int) -> torch.Tensor:
@@ -257,3 +269,140 @@ class TeacherForcing:
             return r2.sum() / self.n_terms
         c2 = robust * robust
         return c2 * torch.log1p(r2 / c2).sum() / self.n_terms
+
+
+class TeacherLosses:
+    """The teacher-forcing losses of a fit's training traces, one per step, each made once.
+
+    ``losses(stride, adaptive=None)`` is the :class:`TeacherForcing` loss on steps of
+    ``stride`` samples (adaptive steps with ``adaptive`` mV, see :class:`TeacherForcing`)
+    along the recorded V, or, once stage 1b has put a noise-free V path in
+    ``context["path"]`` (:func:`hybridhh.fitting.denoise.path_stage`), along that path.
+    Phases ask for their loss when they run, so the phases after stage 1b see the path.
+    """
+
+    def __init__(self, train: TraceData, window: int, context: dict):
+        self.train, self.window, self.context = train, window, context
+        self._made: dict[tuple, TeacherForcing] = {}
+
+    def __call__(self, stride: int, adaptive: float | None = None) -> TeacherForcing:
+        key = (stride, adaptive, "path" in self.context)
+        if key not in self._made:
+            self._made[key] = TeacherForcing(self.train.along(self.context.get("path")),
+                                             window=self.window, stride=stride,
+                                             adaptive=adaptive)
+        return self._made[key]
+
+
+def phases(model: RateMLP, train: TraceData, config: FitConfig, losses: TeacherLosses,
+           denoise: Callable[[NodeTable], None] | None = None) -> list[Phase]:
+    """Stage 1's phases for ``model`` on the training traces ``train``, in order.
+
+    ``teacher/starts`` (a multi-start of ``config.teacher.starts`` candidates, each the Adam
+    phase and the first L-BFGS resolution) or ``teacher/adam``; ``teacher/lbfgsI-STEPms``
+    for the L-BFGS resolutions; ``teacher/gauss-newton`` right after the first L-BFGS
+    resolution (after the last phase when there is none). ``denoise``: stage 1b
+    (:func:`hybridhh.fitting.denoise.path_stage`), run inside the Gauss–Newton phase, then
+    named ``teacher/gauss-newton+denoise``; None: no stage 1b.
+    """
+    t = config.teacher
+    params = model.parameters
+    out = []
+    lbfgs = list(enumerate(t.lbfgs))
+    if t.adam_steps and t.starts > 1:
+        # multi-start: each candidate runs the Adam phase and the first L-BFGS resolution
+        # (where a wrong basin shows as a loss 10-100x higher); the best one goes on
+        first = lbfgs.pop(0)[1] if lbfgs else None
+        out.append(Phase("teacher/starts", params,
+                         partial(_candidate, model=model, train=train, config=config,
+                                 losses=losses, first=first), t.starts, "select"))
+    elif t.adam_steps:
+        out.append(Phase("teacher/adam", params,
+                         partial(_loss, losses, model, train.stride(t.adam_dt), None, t.robust),
+                         t.adam_steps, "adam", t.adam_lr))
+    for i, (step_ms, steps) in lbfgs:
+        stride, steps = train.stride(float(step_ms)), int(steps)
+        # entries after the first run after the Gauss-Newton stage, on its adaptive steps
+        adaptive = t.adaptive if (i > 0 and t.gauss_newton) else None
+        if steps:
+            out.append(Phase(f"teacher/lbfgs{i + 1}-{stride * train.dt:g}ms", params,
+                             partial(_loss, losses, model, stride, adaptive, None), steps,
+                             "lbfgs", 1.0, {**_lbfgs_options(t), "restart_every": t.lbfgs_restart}))
+    if t.gauss_newton:
+        # right after the phase that ran the first L-BFGS resolution (the multi-start, or
+        # the first L-BFGS phase), else after the last teacher phase
+        at = next((i for i, p in enumerate(out) if p.optimizer in ("select", "lbfgs")),
+                  len(out) - 1)
+        out.insert(at + 1, Phase(
+            "teacher/gauss-newton" + ("+denoise" if denoise else ""), params,
+            partial(_gauss_newton, model=model, train=train, config=config, losses=losses,
+                    denoise=denoise), 1, "select"))
+    return out
+
+
+def _lbfgs_options(t) -> dict:
+    return {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history}
+
+
+def _loss(losses: TeacherLosses, model, stride: int, adaptive, robust, step: int):
+    """A plain teacher-forcing phase's loss (looked up when it runs: see TeacherLosses)."""
+    return losses(stride, adaptive).loss(model, robust)
+
+
+def _candidate(k: int, *, model, train: TraceData, config: FitConfig, losses: TeacherLosses,
+               first) -> tuple[float, dict]:
+    """Candidate ``k`` of the multi-start: a fresh MLP on ``model``'s prior (seed
+    ``config.seed + 1000 k``), the Adam phase, then the first L-BFGS resolution
+    ``first`` = (step ms, steps) if there is one; returns (its loss, its state)."""
+    t = config.teacher
+    cand = build_model(train, dataclasses.replace(config, seed=config.seed + 1000 * k),
+                       model.prior)
+    opt = make_optimizer("adam", cand.parameters(), t.adam_lr)
+    tf = losses(train.stride(t.adam_dt))
+    for _ in range(t.adam_steps):
+        opt.zero_grad()
+        loss = tf.loss(cand, t.robust)
+        if not torch.isfinite(loss):
+            return float("inf"), cand.state_dict()
+        loss.backward()
+        opt.step()
+    if first is not None:
+        tf = losses(train.stride(float(first[0])))
+        opt = make_optimizer("lbfgs", cand.parameters(), 1.0, _lbfgs_options(t))
+
+        def closure():
+            opt.zero_grad()
+            loss = tf.loss(cand)
+            if torch.isfinite(loss):
+                loss.backward()
+            return loss
+
+        for _ in range(int(first[1])):
+            opt.step(closure)
+            if not all(torch.isfinite(p).all() for p in cand.parameters()):
+                return float("inf"), cand.state_dict()
+    with torch.no_grad():
+        return float(tf.loss(cand)), cand.state_dict()
+
+
+def _gauss_newton(step: int, *, model, train: TraceData, config: FitConfig,
+                  losses: TeacherLosses, denoise=None) -> tuple[float, dict]:
+    """The Gauss–Newton phase: Levenberg–Marquardt on the tabulated kinetics (then, with
+    ``denoise``, stage 1b: the noise-free V path estimated jointly with the table), then the
+    MLP fitted to the table; returns (loss at the last Gauss–Newton resolution, model
+    state) for the select phase."""
+    t = config.teacher
+    nodes = voltage_nodes(train.V, t.gn_node_step)
+    with torch.no_grad():
+        table = NodeTable(nodes, curves(model, nodes))
+    for step_ms, iterations in t.gauss_newton:  # non-empty: the phase exists only then
+        tf = losses(train.stride(float(step_ms)), t.adaptive)
+        levenberg_marquardt(tf, table, int(iterations), t.gn_smoothness,
+                            geodesic=t.gn_geodesic)
+    if denoise is not None:
+        denoise(table)  # the later teacher-forcing losses run along the estimated path
+        tf = losses(train.stride(float(t.gauss_newton[-1][0])), t.adaptive)
+    cand = copy.deepcopy(model)
+    distill(cand, table, t.distill_iter)
+    with torch.no_grad():
+        return float(tf.loss(cand)), cand.state_dict()

@@ -27,7 +27,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from . import rundir
+
+__all__ = ["OPTIMIZERS", "Phase", "Trainer", "make_optimizer", "progress_lines"]
 
 
 @dataclass
@@ -69,6 +72,10 @@ def progress_lines(quiet: bool) -> bool:
     return not quiet and not sys.stderr.isatty()
 
 
+#: the optimisers :func:`make_optimizer` makes (a phase may also be ``"select"``)
+OPTIMIZERS = ("adam", "lbfgs")
+
+
 def make_optimizer(kind: str, params, lr: float, options: dict | None = None):
     """Adam, or L-BFGS with a strong-Wolfe line search and no early stop on tolerances."""
     options = dict(options or {})
@@ -79,7 +86,7 @@ def make_optimizer(kind: str, params, lr: float, options: dict | None = None):
                 "tolerance_grad": 0.0, "tolerance_change": 0.0}
         opts.update({k: v for k, v in options.items() if k != "restart_every"})
         return torch.optim.LBFGS(params, lr=lr, **opts)
-    raise ValueError(f"unknown optimizer {kind!r}")
+    raise ConfigError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
 def _make_optimizer(phase: Phase, params, lr):

@@ -7,17 +7,37 @@ mean squared difference between simulated and recorded V (mV²) over the window.
 derivative of the data is taken, so measurement noise on V is averaged, not amplified.
 Short windows keep the problem well conditioned (a spike-time shift cannot grow large);
 longer windows follow.
+
+As a stage of the fit, :func:`phases` makes one phase per window length, ``ode/Wms``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torchdiffeq import odeint
 
+from ..errors import ConfigError
 from ..hh import ionic_current
 from ..learned import TabulatedKinetics
 from .data import TraceData
-from .teacher import TeacherForcing
+from .teacher import TeacherForcing, TeacherLosses
+from .trainer import Phase
+
+if TYPE_CHECKING:
+    from .config import FitConfig
+
+__all__ = ["FIXED_STEP_METHODS", "ADAPTIVE_METHODS", "METHODS", "STEP_TAU", "RATE_CAP",
+           "MultipleShooting", "stable_rate", "stable_stride", "phases"]
+
+#: torchdiffeq's fixed-step methods, as the stage runs them (step ``ODEConfig.dt``, rates
+#: capped by :func:`stable_rate`)
+FIXED_STEP_METHODS = ("rk4", "euler", "midpoint", "heun2", "heun3")
+#: torchdiffeq's adaptive methods, as the stage runs them (rtol = atol = 1e-11, no cap)
+ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "adaptive_heun")
+#: the integrators stage 2 can use (``ODEConfig.method``)
+METHODS = FIXED_STEP_METHODS + ADAPTIVE_METHODS
 
 #: the integration step is at most this many times the model's fastest time constant
 #: over the visited voltages (1st-99th percentile; RK4 on a gate is stable up to 2.8 tau):
@@ -117,7 +137,8 @@ class MultipleShooting:
         span = self.n * stride
         starts = torch.arange(0, T - span, span)
         if len(starts) == 0:
-            raise ValueError(f"window {window} ms is longer than the traces")
+            raise ConfigError(f"ode window {window} ms is not shorter than the traces "
+                              f"({T * data.dt:g} ms)")
         bb, ss = torch.meshgrid(torch.arange(B), starts, indexing="ij")
         self.windows = torch.stack([bb.reshape(-1), ss.reshape(-1)], 1)  # [N, 2]
         self.max_windows = max_windows
@@ -152,7 +173,7 @@ class MultipleShooting:
         h = float(self.t[1])
         dt, last = d.dt, self.n * self.stride - 1
         bio = d.bio
-        adaptive = self.method in ("dopri5", "dopri8", "bosh3", "adaptive_heun")
+        adaptive = self.method in ADAPTIVE_METHODS
         if hasattr(model, "tabulate"):  # the MLP on a 0.05 mV grid (keeps the autograd graph)
             table = model.tabulate(self.vmin, self.vmax)
             if not adaptive:  # the rates a fixed step cannot resolve, capped on the table
@@ -190,3 +211,50 @@ class MultipleShooting:
     def loss(self, model, generator=None):
         V_sim, V_obs = self.simulate(model, self.select(generator))
         return (V_sim - V_obs).square().mean()
+
+
+def phases(model, train: TraceData, config: FitConfig, losses: TeacherLosses,
+           context: dict) -> list[Phase]:
+    """Stage 2's phases for ``model`` on the training traces ``train``: one ``ode/Wms``
+    phase per entry of ``config.ode.windows``, none when the stage is off or has no steps.
+    The windows start from the gates of ``losses(1)`` (teacher forcing on every sample,
+    along stage 1b's path when there is one); ``context`` keeps the integration step."""
+    o = config.ode
+    if not (o.enabled and o.steps):
+        return []
+    options = {"max_iter": o.max_iter} if o.optimizer == "lbfgs" else {}
+    return [Phase(f"ode/{w:g}ms", model.parameters,
+                  _ShootingLoss(model, train, w, config, losses, context), o.steps,
+                  o.optimizer, o.lr, options)
+            for w in o.windows]
+
+
+def _stride(model, train: TraceData, step: float, context: dict) -> int:
+    """The RK4 step (samples), capped by the model's fastest tau over the visited voltages
+    as the stage starts (:func:`stable_stride`; the gate rates beyond are capped in the
+    stage itself); kept in ``context``, so a resumed fit uses the same step."""
+    if "ode_stride" not in context:
+        context["ode_stride"] = torch.tensor(stable_stride(model, train, step))
+    return int(context["ode_stride"])
+
+
+class _ShootingLoss:
+    """The loss of one ``ode/Wms`` phase: :class:`MultipleShooting` on windows of
+    ``window`` ms, made when the phase first runs (after the stages before it)."""
+
+    def __init__(self, model, train: TraceData, window: float, config: FitConfig,
+                 losses: TeacherLosses, context: dict):
+        self.model, self.train, self.window = model, train, window
+        self.config, self.losses, self.context = config, losses, context
+        self._shooting: MultipleShooting | None = None
+
+    def __call__(self, step: int):
+        o = self.config.ode
+        if self._shooting is None:
+            self._shooting = MultipleShooting(
+                self.train, self.window, self.losses(1), o.max_windows,
+                stride=_stride(self.model, self.train, o.dt, self.context), method=o.method)
+        # L-BFGS needs the same windows at every evaluation; Adam draws new ones
+        g = torch.Generator().manual_seed(self.config.seed * 100003
+                                          + (0 if o.optimizer == "lbfgs" else step))
+        return self._shooting.loss(self.model, g)
