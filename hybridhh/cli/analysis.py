@@ -35,7 +35,7 @@ def _truth_arguments(p):
     p.add_argument("--data", type=existing_file, metavar="FILE.h5", default=None,
                    help="the fitted recording, when the file named in RUN_DIR/config.json "
                         "has moved")
-    p.add_argument("--method", default="rk4",
+    p.add_argument("--method", default="rk4", metavar="NAME",
                    help="integrator of the free-running simulations (default rk4)")
     p.add_argument("--max-shift", type=positive, default=None, metavar="MS",
                    help="largest spike-time difference that still pairs two spikes, ms "
@@ -59,7 +59,7 @@ def _compare_arguments(p):
     p.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
                    help="output directory for compare.json and figures (default "
                         "RUN_DIR/compare)")
-    p.add_argument("--temperature", type=finite, default=None,
+    p.add_argument("--temperature", type=finite, default=None, metavar="DEGC",
                    help="evaluate the truth at this temperature, degC")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--no-figures", action="store_true", help="write compare.json only")

@@ -44,11 +44,17 @@ def _name(action: argparse.Action) -> str:
     return f"`{', '.join(action.option_strings)}{' ' + mv if mv else ''}`"
 
 
-def _is_required(action: argparse.Action, parser: argparse.ArgumentParser) -> bool:
+def _required(action: argparse.Action, parser: argparse.ArgumentParser) -> str:
+    """' (required)', ' (required: one of A, B)' or ''."""
+    if not action.option_strings:
+        return ""
     if action.required:
-        return True
-    return any(g.required and action in g._group_actions
-               for g in parser._mutually_exclusive_groups)
+        return " (required)"
+    for g in parser._mutually_exclusive_groups:
+        if g.required and action in g._group_actions:
+            return " (required: one of " + ", ".join(a.option_strings[-1]
+                                                     for a in g._group_actions) + ")"
+    return ""
 
 
 def _usage(name: str, parser: argparse.ArgumentParser) -> str:
@@ -73,8 +79,7 @@ def _table(actions, parser) -> list[str]:
     for a in actions:
         if a.help == argparse.SUPPRESS or isinstance(a, argparse._HelpAction):
             continue
-        req = " (required)" if _is_required(a, parser) and a.option_strings else ""
-        rows.append(f"| {_cell(_name(a))} | {_cell(a.help or '')}{req} |")
+        rows.append(f"| {_cell(_name(a))} | {_cell(a.help or '')}{_required(a, parser)} |")
     return rows
 
 

@@ -105,20 +105,21 @@ def _gn_help(d) -> str:
 
 #: The options of ``hybridhh fit`` that set one configuration field each.
 CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
-    ConfigFlag("--seed", "seed", lambda d: f"random seed (default {d.seed})", {"type": int}),
+    ConfigFlag("--seed", "seed", lambda d: f"random seed (default {d.seed})",
+               {"type": int, "metavar": "N"}),
     ConfigFlag("--width", "width",
                lambda d: f"hidden-layer width of each gate's MLP (default {d.width})",
-               {"type": positive_int}),
+               {"type": positive_int, "metavar": "N"}),
     ConfigFlag("--parametrisation", "parametrisation",
                lambda d: f"MLP output parametrisation (default {d.parametrisation})",
                {"choices": ("inf_tau", "alpha_beta")}),
     ConfigFlag("--prior-starts", "prior.refine_starts",
                lambda d: "starts of the search that refines the generic prior on the data "
                          f"before the MLP (default {d.prior.refine_starts}; 0 uses the "
-                         "prior as given)", {"type": non_negative_int}),
+                         "prior as given)", {"type": non_negative_int, "metavar": "N"}),
     ConfigFlag("--adam-steps", "teacher.adam_steps",
                lambda d: f"teacher-forcing Adam steps (default {d.teacher.adam_steps})",
-               {"type": non_negative_int}),
+               {"type": non_negative_int, "metavar": "N"}),
     ConfigFlag("--lbfgs-steps", "teacher.lbfgs", _lbfgs_help,
                {"type": non_negative_int, "nargs": "+", "metavar": "N"}, _lbfgs),
     ConfigFlag("--gn-steps", "teacher.gauss_newton", _gn_help,
@@ -128,16 +129,16 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
                          "noise-free V and the kinetics, run when the estimated noise on V "
                          f"exceeds {d.denoise.threshold:g} mV (default "
                          f"{d.denoise.iterations}; it stops earlier once converged; 0 "
-                         "disables it)", {"type": non_negative_int}),
+                         "disables it)", {"type": non_negative_int, "metavar": "N"}),
     ConfigFlag("--ode-steps", "ode.steps",
                lambda d: f"neural-ODE L-BFGS steps per window length (default {d.ode.steps}; "
-                         "0 disables)", {"type": non_negative_int}, _ode_steps),
+                         "0 disables)", {"type": non_negative_int, "metavar": "N"}, _ode_steps),
     ConfigFlag("--holdout", "holdout",
                lambda d: "trace names or indices held out (default: the last trace when "
                          "there are >= 4); give no value to hold out nothing",
                {"nargs": "*", "metavar": "TRACE"}, lambda v, cfg: {"holdout": list(v)}),
     ConfigFlag("--threads", "threads", lambda d: "torch threads (default: torch's own)",
-               {"type": positive_int}),
+               {"type": positive_int, "metavar": "N"}),
 )
 
 
@@ -145,10 +146,11 @@ def _fit_arguments(p):
     FitConfig = _fitting()[2]
     d = FitConfig()  # the help states the defaults from the config itself
     p.add_argument("data", type=existing_file, help="recording file (HDF5, hybridhh format)")
-    p.add_argument("-o", "--out", required=True, help="run directory to create (or resume)")
+    p.add_argument("-o", "--out", required=True, metavar="RUN_DIR",
+                   help="run directory to create (or resume)")
     g = p.add_argument_group("configuration (applied in this order: --config, the options "
                              "below, --set)")
-    g.add_argument("--config", type=existing_file, default=None,
+    g.add_argument("--config", type=existing_file, default=None, metavar="FILE.json",
                    help="JSON file with a full FitConfig (the options below override it)")
     for flag in CONFIG_FLAGS:
         g.add_argument(flag.option, default=None, help=f"{flag.help(d)} [{flag.field}]",
@@ -238,12 +240,15 @@ def unfinished_message(run_dir) -> str:
 def _rates_arguments(p):
     p.add_argument("run_dir", help="run directory made by 'hybridhh fit' (an unfinished "
                                    "one: its best checkpoint so far)")
-    p.add_argument("--vmin", type=finite, default=None,
+    p.add_argument("--vmin", type=finite, default=None, metavar="MV",
                    help="lowest voltage, mV (default: 30 mV below the visited range)")
-    p.add_argument("--vmax", type=finite, default=None,
+    p.add_argument("--vmax", type=finite, default=None, metavar="MV",
                    help="highest voltage, mV (default: 30 mV above the visited range)")
-    p.add_argument("--step", type=positive, default=1.0, help="voltage step, mV (default 1)")
-    p.add_argument("-o", "--out", default=None, help="CSV file (default RUN_DIR/rates.csv)")
+    p.add_argument("--step", type=positive, default=1.0, metavar="MV",
+                   help="voltage step, mV (default 1)")
+    p.add_argument("-o", "--out", default=None, metavar="FILE.csv",
+                   help="CSV file (default RUN_DIR/rates.csv)")
+    add_quiet(p, "print only the output path (and warnings)")
 
 
 @command("rates", "write the learned rate functions as a CSV table", _rates_arguments)

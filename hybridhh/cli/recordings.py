@@ -27,19 +27,20 @@ def _import_abf_arguments(p):
                       help="total membrane capacitance, pF (area = C * 1e-6 cm^2 at "
                            "1 uF/cm^2): I[uA/cm^2] = I[pA] / C[pF]")
     size.add_argument("--area", type=positive, metavar="CM2", help="membrane area, cm^2")
-    p.add_argument("--temperature", type=finite, required=True,
+    p.add_argument("--temperature", type=finite, required=True, metavar="DEGC",
                    help="recording temperature, degC (not stored in ABF files)")
     p.add_argument("--set", type=_assignment, action="append", default=[],
                    metavar="NAME=VALUE",
                    help="biophysics value (C_m, g_Na, g_K, g_L, E_Na, E_K, E_L); the others "
                         "are the modern HH values")
-    p.add_argument("--sweeps", type=int, nargs="+", help="sweep numbers (default all)")
-    p.add_argument("--current-channel", type=int,
+    p.add_argument("--sweeps", type=int, nargs="+", metavar="N", help="sweep numbers (default all)")
+    p.add_argument("--current-channel", type=int, metavar="N",
                    help="use this recorded current channel (baseline subtracted) instead "
                         "of the commanded current")
     p.add_argument("--window", type=finite, nargs=2, metavar=("START", "STOP"),
                    help="keep START <= t <= STOP, ms")
-    p.add_argument("-o", "--out", type=Path, required=True, metavar="FILE.h5")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="FILE.h5",
+                   help="recording to write (HDF5, written atomically)")
     add_quiet(p)
 
 

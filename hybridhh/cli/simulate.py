@@ -99,9 +99,9 @@ def _simulate_arguments(p):
                         "(default: default)")
     g.add_argument("--amplitudes", type=finite, nargs="+", metavar="A",
                    help="amplitudes (uA/cm^2) for protocols given without ':'")
-    g.add_argument("--duration", type=positive, help="ms (default 100)")
-    g.add_argument("--dt", type=positive, help="sampling and integration step, ms "
-                                                "(default 0.01)")
+    g.add_argument("--duration", type=positive, metavar="MS", help="ms (default 100)")
+    g.add_argument("--dt", type=positive, metavar="MS",
+                   help="sampling and integration step, ms (default 0.01)")
     g = p.add_argument_group("stimulus (from a file)")
     g.add_argument("--stimulus-from", type=existing_file, metavar="FILE.h5",
                    help="re-simulate the stimuli of this recording on its time grid, with "
@@ -113,8 +113,8 @@ def _simulate_arguments(p):
     g.add_argument("--convention", choices=("modern", "hh1952"),
                    help="voltage convention of biophysics and kinetics: modern (rest -65 mV, "
                         "NEURON hh) or hh1952 (rest 0 mV) (default modern)")
-    g.add_argument("--temperature", type=finite, help="degC (default 6.3)")
-    g.add_argument("--integrator", default="exp_euler", help="exp_euler (default), "
+    g.add_argument("--temperature", type=finite, metavar="DEGC", help="degC (default 6.3)")
+    g.add_argument("--integrator", default="exp_euler", metavar="NAME", help="exp_euler (default), "
                    "ind_exp_euler, rk4, neuron, dopri5, lsoda")
     g.add_argument("--v-init", type=finite, metavar="MV",
                    help="initial V of every trace, mV; the gates start at their steady "
@@ -123,11 +123,11 @@ def _simulate_arguments(p):
     g = p.add_argument_group("output")
     g.add_argument("--noise", type=non_negative, default=0.0, metavar="SIGMA",
                    help="SD of Gaussian measurement noise added to V, mV (default 0)")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seed of the noise protocols and the measurement noise (default 0)")
     g.add_argument("-o", "--out", required=True, type=Path, metavar="FILE.h5",
                    help="recording to write (HDF5, written atomically)")
-    g.add_argument("--description", default="", help="free text stored in the file")
+    g.add_argument("--description", default="", metavar="TEXT", help="free text stored in the file")
     add_quiet(p)
 
 
@@ -294,8 +294,8 @@ def _plot_arguments(p):
                         "default: the recording's name with .png")
     p.add_argument("--traces", nargs="+", type=trace, metavar="T",
                    help="trace indices or names (default: all, or 8 evenly spaced ones)")
-    p.add_argument("--dpi", type=int, default=150, help="resolution of raster formats "
-                                                        "(default 150)")
+    p.add_argument("--dpi", type=int, default=150, metavar="N",
+                   help="resolution of raster formats (default 150)")
     add_quiet(p)
 
 
