@@ -63,11 +63,6 @@ COMPARE_DIR = "compare"
 #: Name of the metrics file.
 COMPARE_JSON = "compare.json"
 
-#: What a diverging free run raises: non-finite values, or (tabulated kinetics looked up
-#: at a NaN voltage) an index error.
-_DIVERGED = (SimulationError, IndexError, RuntimeError)
-
-
 @dataclass
 class FreeRun:
     """Recorded and simulated traces of one set (training or held-out).
@@ -357,12 +352,12 @@ def _free_runs(res, rec, spec: TruthSpec | None, method: str, floor: bool,
 def _model_run(model, data, method: str, warnings: list):
     """``(method used, V [B, T], gates [B, T, 3])`` of the fitted model: ``method``, or
     ``exp_euler`` when ``method`` diverges."""
-    from ..fitting.free_run import free_run_trajectory
+    from ..fitting.free_run import DIVERGED, free_run_trajectory
 
     used = method
     try:
         traj = free_run_trajectory(model, data, method)
-    except _DIVERGED as e:
+    except DIVERGED as e:
         if method == "exp_euler":
             raise SimulationError(f"the fitted model diverges in a free run ({e})") from e
         used = "exp_euler"
@@ -376,11 +371,11 @@ def _model_run(model, data, method: str, warnings: list):
 def _floor_run(spec: TruthSpec, data, method: str, rec, warnings: list):
     """V ``[B, T]`` (mV) of the reference kinetics simulated like the model (the error
     floor), or None when they diverge; warns when they miss the recording."""
-    from ..fitting.free_run import free_run_trajectory
+    from ..fitting.free_run import DIVERGED, free_run_trajectory
 
     try:
         V_floor = as_numpy(free_run_trajectory(spec.kinetics, data, method).V)
-    except _DIVERGED:
+    except DIVERGED:
         warnings.append(f"the reference kinetics ({spec.label}) diverge when simulated "
                         "with this cell's biophysics: is it the right truth (voltage "
                         "convention hh_modern vs hh1952, temperature)?")
