@@ -74,7 +74,7 @@ def calibrate(train, repeats: int = 3) -> float:
     The same fit's wall time varies between machines and within a session, with identical
     results, so wall times are comparable only together with this number, measured right
     before each case."""
-    from hybridhh.fitting.api import build_model
+    from hybridhh.fitting.model import build_model
     from hybridhh.fitting.ode import MultipleShooting
     from hybridhh.fitting.teacher import TeacherForcing
 
