@@ -6,6 +6,12 @@ is *meant* to alter the fit (a new default, a different stage), re-pin: run this
 ``HYBRIDHH_PRINT_PIN=1 pytest -s tests/test_fitting_regression.py``, check that the new
 numbers are sensible (losses fall stage by stage, held-out RMSE of a few mV at most), paste
 them below and say in the commit message why they changed.
+
+The fits run on one torch thread (``threads=1``; restored afterwards): the Gauss–Newton
+stage amplifies the last-digit differences of multi-threaded reductions (on 2 threads the
+pinned loss after it differs by 15 %), so only a fixed thread count makes the numbers
+reproducible. They are measured with the repository's torch on x86-64; another BLAS or
+CPU may round differently and need a re-pin.
 """
 
 from __future__ import annotations
@@ -29,39 +35,39 @@ PHASES = ["teacher/adam", "teacher/lbfgs1-0.05ms", "teacher/gauss-newton",
 FINAL_LOSS = {
     "teacher/adam": 0.009107548296697363,
     "teacher/lbfgs1-0.05ms": 0.0027527298500259314,
-    "teacher/gauss-newton": 0.0005683722292145502,
-    "teacher/lbfgs2-0.025ms": 0.00012654580937543765,
-    "ode/1ms": 0.005702743660692771,
+    "teacher/gauss-newton": 0.0006507348452913248,
+    "teacher/lbfgs2-0.025ms": 0.0001202441266910266,
+    "ode/1ms": 0.006879433083153054,
 }
-HELDOUT = {"ode": 0.9036076204000152, "teacher": 1.1861113900666178}
+HELDOUT = {"ode": 1.122472859378955, "teacher": 1.2152048367673087}
 #: rates (1/ms) at V = -80, -60, -40, 0 mV; columns m, h, n
-ALPHA = [[0.11433774129768254, 0.07460082883676632, 0.01581646184789391],
-         [0.37067140866836973, 0.03331253090138453, 0.0789842189518379],
-         [1.2084576646955687, 0.015819957698088506, 0.10845372173148143],
-         [5.354476020287462, 0.0018928378385500528, 0.44295048615194177]]
-BETA = [[11.293205530305876, 0.03833821878224277, 0.1395289561139069],
-        [3.040421649349658, 0.087680640611673, 0.11843114300231003],
-        [1.131012101696597, 0.23293392922299713, 0.028131599541183896],
-        [0.4067228129363703, 0.6824271993826155, 0.006994308126574353]]
+ALPHA = [[0.11461917310271563, 0.0745465229838933, 0.015947290107478185],
+         [0.37401476993914673, 0.033186847438800404, 0.07884480753899933],
+         [1.2098903717195184, 0.01568681781117913, 0.10810187088909706],
+         [5.36912656364298, 0.001887961769230792, 0.4409035781625234]]
+BETA = [[11.38055595171151, 0.038445521484749945, 0.14024810173382368],
+        [3.0549021321154437, 0.0876921789174386, 0.11783575269697871],
+        [1.132973679015475, 0.23174978683161457, 0.028000677763564494],
+        [0.41195742444589617, 0.680034031402075, 0.006951357593811135]]
 VOLTAGE_RANGE = (-75.58764678398221, 37.12990554101296)
 
 
 #: the second pin: multi-start, denoising, Adam in the neural-ODE stage, stage 2 rejected
 NOISY_FINAL_LOSS = {
     "teacher/starts": 0.05128937076547302,
-    "teacher/gauss-newton+denoise": 0.001829783381209023,
-    "teacher/lbfgs2-0.025ms": 0.0004347932464489886,
-    "ode/1ms": 25.367327862485496,
+    "teacher/gauss-newton+denoise": 0.0018283886575294638,
+    "teacher/lbfgs2-0.025ms": 0.0004076376657325498,
+    "ode/1ms": 18.01026104160914,
 }
-NOISY_HELDOUT = {"ode": 2.529684579039417, "teacher": 1.226104785449253}
-NOISY_ALPHA = [[0.08183919166282769, 0.08040829248731558, 0.031879729283384145],
-               [0.3653183450896437, 0.03670549347081475, 0.07814362919239243],
-               [1.165753368579903, 0.026053476674227388, 0.152864622526797],
-               [4.478319870588765, 0.0035860760243060473, 0.4191531672284595]]
-NOISY_BETA = [[7.830409814118654, 0.021360398777139928, 0.16330405346869828],
-              [3.0116326895330734, 0.08042623145202175, 0.11656394471567239],
-              [1.160064180769848, 0.22972780288530342, 0.06622878993550854],
-              [0.22027859466274588, 0.9214125999172159, 0.0043730966605385405]]
+NOISY_HELDOUT = {"ode": 7.28614411418529, "teacher": 0.6842757295599134}
+NOISY_ALPHA = [[0.08318633055730203, 0.07921916493257611, 0.03193063047235553],
+               [0.37000209082305513, 0.03686140807579794, 0.0777113347362911],
+               [1.1646863216266425, 0.025934213655595405, 0.154753265048647],
+               [4.512448338331963, 0.0035885757095133466, 0.4185288334301686]]
+NOISY_BETA = [[7.802855147052091, 0.021250744709680275, 0.16207231545834885],
+              [3.025967589079239, 0.08056003996531752, 0.11583736178421426],
+              [1.1666309339624725, 0.231498865348501, 0.06873478146841376],
+              [0.22833960609617635, 0.9262675063738459, 0.004386776641083092]]
 
 
 def _recording(noise: float = 0.0):
@@ -93,10 +99,19 @@ def _print_pin(res):
         print("VOLTAGE_RANGE =", res.voltage_range)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The fits set torch to one thread (``threads=1``); the tests after them get back
+    the thread count they had."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def pinned_fit():
-    """FitConfig.quick(seed=0) on the clean recording."""
-    return fit(_recording(), FitConfig.quick(seed=0), quiet=True)
+    """FitConfig.quick(seed=0) on the clean recording (on one thread)."""
+    return fit(_recording(), FitConfig.quick(seed=0, threads=1), quiet=True)
 
 
 def test_pinned_fit_reproduces_its_numbers(pinned_fit):
@@ -123,7 +138,8 @@ def test_pinned_noisy_multistart_fit_reproduces_its_numbers():
     """The other branches: 2 starts, the denoising stage (0.3 mV noise), Adam in the
     neural-ODE stage, and the held-out check rejecting that stage."""
     q = FitConfig.quick()
-    cfg = FitConfig.quick(seed=0, teacher=dataclasses.replace(q.teacher, starts=2, adam_steps=60),
+    cfg = FitConfig.quick(seed=0, threads=1,
+                          teacher=dataclasses.replace(q.teacher, starts=2, adam_steps=60),
                           denoise=DenoiseConfig(iterations=3),
                           ode=dataclasses.replace(q.ode, optimizer="adam", lr=1e-3, steps=2))
     res = fit(_recording(noise=0.3), cfg, quiet=True)

@@ -210,8 +210,8 @@ class TeacherConfig:
         least one).
     robust
         Cauchy scale of the Adam phase's loss on the normalised residual (> 0), which
-        bounds the pull of samples a poor model misses by far; None: the plain squared
-        loss.
+        bounds the pull of samples a poor model misses by far (also the last run of the
+        prior's refinement, :class:`PriorConfig`); None: the plain squared loss.
     gauss_newton
         ((step ms, most iterations), ...) of the Gauss–Newton stage: after the first L-BFGS
         resolution, Levenberg–Marquardt on the kinetics tabulated at voltage nodes, then
