@@ -8,7 +8,7 @@ import torch
 from hybridhh.constants import RATE_NAMES
 from hybridhh.fitting.constrained import RATES, constrained_ranges, rate_uncertainty
 from hybridhh.fitting.data import TraceData
-from hybridhh.fitting.free_run import free_run
+from hybridhh.fitting.freerun import free_run
 from hybridhh.fitting.gauss_newton import NodeTable, second_difference, voltage_nodes
 from hybridhh.fitting.teacher import TeacherForcing
 from hybridhh.kinetics import HHKinetics, rates_from_inf_tau

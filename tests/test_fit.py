@@ -16,7 +16,7 @@ from hybridhh.errors import ConfigError, RunDirError
 from hybridhh.fitting import FitConfig, fit, load_fit, load_model, ode
 from hybridhh.fitting.config import ODEConfig, TeacherConfig
 from hybridhh.fitting.data import TraceData, resolve_holdout
-from hybridhh.fitting.free_run import free_run, free_runs
+from hybridhh.fitting.freerun import free_run, free_runs
 from hybridhh.fitting.model import build_model
 from hybridhh.fitting.ode import MultipleShooting, stable_rate, stable_stride
 from hybridhh.fitting.scan import linear_scan

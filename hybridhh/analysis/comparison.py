@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, RecordingError, RunDirError, SimulationError
+from ..errors import RecordingError, RunDirError, SimulationError
 from .arrays import as_numpy
 from .metrics import kinetics_metrics, rate_errors_in_ranges
 from .spikes import MAX_SPIKE_SHIFT, spike_metrics, spike_threshold
@@ -156,34 +156,13 @@ def file_digest(path) -> str:
 
 
 def load_run(run_dir, warnings: list | None = None):
-    """:func:`hybridhh.fitting.load_fit`, tolerant of a config.json from another fitter version.
+    """:func:`hybridhh.fitting.load_fit` as the comparison needs it: an unfinished run shows
+    its best checkpoint, and a config.json from another fitter version its model; both
+    with a note appended to ``warnings``."""
+    from ..fitting import load_fit
 
-    When the saved ``FitConfig`` no longer parses (fields renamed since the fit), the model,
-    result summary and metrics are still loaded; ``config`` is then None and a note is
-    appended to ``warnings``.
-    """
-    from ..fitting import FitResult, load_fit, load_model
-    from ..fitting import rundir as rd
-
-    try:
-        return load_fit(run_dir)
-    except ConfigError as e:
-        run_dir = rd.check_run_dir(run_dir, need=(rd.CONFIG, rd.MODEL, rd.RESULT))
-        res = rd.load_json(run_dir / rd.RESULT)
-        if warnings is not None:
-            warnings.append(f"{run_dir / rd.CONFIG}: the fit configuration does not parse with "
-                            f"this version of hybridhh ({e}); it is shown as saved")
-        try:
-            return FitResult(model=load_model(run_dir), config=None,
-                             voltage_range=tuple(res["voltage_range"]),
-                             train_traces=tuple(res["train_traces"]),
-                             holdout_traces=tuple(res["holdout_traces"]),
-                             heldout_rmse=res.get("heldout_rmse", {}),
-                             history=rd.read_metrics(run_dir),
-                             elapsed=res.get("elapsed", 0.0), run_dir=run_dir,
-                             constrained=FitResult.constrained_from_summary(res))
-        except KeyError as k:
-            raise RunDirError(f"{run_dir / rd.RESULT}: missing {k}") from None
+    return load_fit(run_dir, allow_unfinished=True,
+                    warnings=[] if warnings is None else warnings)
 
 
 def _load_recording(run_dir: Path, cfg: dict, recording, truth):
@@ -352,7 +331,7 @@ def _free_runs(res, rec, spec: TruthSpec | None, method: str, floor: bool,
 def _model_run(model, data, method: str, warnings: list):
     """``(method used, V [B, T], gates [B, T, 3])`` of the fitted model: ``method``, or
     ``exp_euler`` when ``method`` diverges."""
-    from ..fitting.free_run import DIVERGED, free_run_trajectory
+    from ..fitting.freerun import DIVERGED, free_run_trajectory
 
     used = method
     try:
@@ -371,7 +350,7 @@ def _model_run(model, data, method: str, warnings: list):
 def _floor_run(spec: TruthSpec, data, method: str, rec, warnings: list):
     """V ``[B, T]`` (mV) of the reference kinetics simulated like the model (the error
     floor), or None when they diverge; warns when they miss the recording."""
-    from ..fitting.free_run import DIVERGED, free_run_trajectory
+    from ..fitting.freerun import DIVERGED, free_run_trajectory
 
     try:
         V_floor = as_numpy(free_run_trajectory(spec.kinetics, data, method).V)

@@ -11,7 +11,7 @@ settings are the section of :class:`FitConfig` of the same name.
 
 from .api import FitResult, fit, load_fit, load_model
 from .config import DenoiseConfig, FitConfig, ODEConfig, PriorConfig, TeacherConfig
-from .free_run import free_run
+from .freerun import free_run
 
 __all__ = ["fit", "FitConfig", "FitResult", "load_model", "load_fit", "free_run",
            "PriorConfig", "TeacherConfig", "DenoiseConfig", "ODEConfig"]

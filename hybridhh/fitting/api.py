@@ -30,7 +30,7 @@ from . import denoise, ode, rundir, teacher
 from .config import FitConfig
 from .constrained import constrained_ranges
 from .data import TraceData, resolve_holdout
-from .free_run import free_run, free_run_rmse
+from .freerun import free_run, free_run_rmse
 from .model import build_model
 from .prior import fitted_prior
 from .trainer import Trainer
@@ -283,7 +283,8 @@ def load_model(run_dir) -> RateMLP:
     return _model(blob["config"], blob["state"], run_dir / rundir.MODEL)
 
 
-def load_fit(run_dir, *, allow_unfinished: bool = False) -> FitResult:
+def load_fit(run_dir, *, allow_unfinished: bool = False,
+             warnings: list | None = None) -> FitResult:
     """A fit from its run directory (model, config, summary, metrics).
 
     Parameters
@@ -295,11 +296,18 @@ def load_fit(run_dir, *, allow_unfinished: bool = False) -> FitResult:
         ``model.pt``): the model after its last completed phase, with
         ``finished=False`` and what the run directory knows (no held-out check, no
         constrained ranges). False: an unfinished run raises :class:`RunDirError`.
+    warnings
+        A list to collect notes in instead of failing where the run can still be shown: a
+        ``config.json`` whose fit configuration no longer parses with this version of
+        hybridhh (``config`` is then None), and an unfinished run (with
+        ``allow_unfinished``). None: such a config raises :class:`ConfigError`.
     """
     run_dir = rundir.check_run_dir(run_dir, need=(rundir.CONFIG,))
     if not (run_dir / rundir.MODEL).exists() and (run_dir / rundir.BEST).exists():
         if allow_unfinished:
-            return _load_unfinished(run_dir)
+            if warnings is not None:
+                warnings.append(f"run {run_dir} is unfinished: showing the best checkpoint so far")
+            return _load_unfinished(run_dir, warnings)
         raise RunDirError(
             f"{run_dir}: the fit is unfinished (no {rundir.MODEL}; {rundir.BEST} holds the "
             "model after its last completed phase); continue it with 'hybridhh fit ... "
@@ -308,21 +316,37 @@ def load_fit(run_dir, *, allow_unfinished: bool = False) -> FitResult:
     run_dir = rundir.check_run_dir(run_dir, need=(rundir.CONFIG, rundir.MODEL, rundir.RESULT))
     cfg = rundir.load_json(run_dir / rundir.CONFIG)
     res = rundir.load_json(run_dir / rundir.RESULT)
-    return FitResult(
-        model=load_model(run_dir),
-        config=FitConfig.from_dict(cfg["fit"]),
-        voltage_range=tuple(res["voltage_range"]),
-        train_traces=tuple(res["train_traces"]),
-        holdout_traces=tuple(res["holdout_traces"]),
-        heldout_rmse=res["heldout_rmse"],
-        history=rundir.read_metrics(run_dir),
-        elapsed=res["elapsed"],
-        run_dir=run_dir,
-        constrained=FitResult.constrained_from_summary(res),
-    )
+    try:
+        return FitResult(
+            model=load_model(run_dir),
+            config=_saved_config(cfg, run_dir, warnings),
+            voltage_range=tuple(res["voltage_range"]),
+            train_traces=tuple(res["train_traces"]),
+            holdout_traces=tuple(res["holdout_traces"]),
+            heldout_rmse=res.get("heldout_rmse", {}),
+            history=rundir.read_metrics(run_dir),
+            elapsed=res.get("elapsed", 0.0),
+            run_dir=run_dir,
+            constrained=FitResult.constrained_from_summary(res),
+        )
+    except KeyError as k:
+        raise RunDirError(f"{run_dir / rundir.RESULT}: missing {k}") from None
 
 
-def _load_unfinished(run_dir: Path) -> FitResult:
+def _saved_config(cfg: dict, run_dir: Path, warnings: list | None) -> FitConfig | None:
+    """The run's FitConfig; None (with a note in ``warnings``) where it no longer parses."""
+    try:
+        return FitConfig.from_dict(cfg["fit"])
+    except (ConfigError, KeyError) as e:
+        if warnings is None:
+            raise ConfigError(f"{run_dir / rundir.CONFIG}: the fit configuration does not "
+                              f"parse with this version of hybridhh ({e})") from e
+        warnings.append(f"{run_dir / rundir.CONFIG}: the fit configuration does not parse "
+                        f"with this version of hybridhh ({e}); it is shown as saved")
+        return None
+
+
+def _load_unfinished(run_dir: Path, warnings: list | None = None) -> FitResult:
     """An interrupted fit: the best checkpoint's model and what config.json records."""
     cfg = rundir.load_json(run_dir / rundir.CONFIG)
     best = rundir.load_torch(run_dir / rundir.BEST)
@@ -333,7 +357,7 @@ def _load_unfinished(run_dir: Path) -> FitResult:
     history = rundir.read_metrics(run_dir)
     return FitResult(
         model=_model(cfg["model"], best["model"], run_dir / rundir.BEST),
-        config=FitConfig.from_dict(cfg["fit"]),
+        config=_saved_config(cfg, run_dir, warnings),
         voltage_range=tuple(data["voltage_range"]) if data.get("voltage_range") else None,
         train_traces=tuple(n for n in traces if n not in holdout),
         holdout_traces=tuple(holdout),
