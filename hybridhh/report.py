@@ -96,7 +96,7 @@ def _reusable(cmp_dir: Path, run_dir: Path, truth, method, max_shift) -> dict | 
         return None  # a kinetics object: always compare afresh
     same = (req.get("truth") == spec and req.get("method") == method
             and req.get("temperature") is None and req.get("max_shift") == max_shift
-            and req.get("model_sha256") == file_digest(run_dir / rd.MODEL))
+            and req.get("model_sha256") == file_digest(rd.model_file(run_dir)))
     figs = m.get("figures", {})
     if not same or not figs or not all((cmp_dir / f).is_file() for f in figs.values()):
         return None

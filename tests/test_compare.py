@@ -120,3 +120,26 @@ def test_file_digest_is_the_sha256_of_the_bytes(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(bytes(range(256)) * 10_000)  # over the 1 MiB block
     assert file_digest(big) == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_unfinished_run_compares_and_reports_its_best_checkpoint(fitted, tmp_path, capsys):
+    """An interrupted fit (checkpoint_best.pt, no model.pt or result.json): compare, report
+    and rates show the best model so far and say so; the numbers are that model's."""
+    _, rec, run = fitted
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut, ignore=shutil.ignore_patterns("compare"))
+    assert (cut / "checkpoint_best.pt").exists()
+    (cut / "model.pt").unlink()
+    (cut / "result.json").unlink()
+    c = compare(cut, "hh_modern", write=False, floor=False)
+    assert any("unfinished" in w and "best checkpoint" in w for w in c.metrics["warnings"])
+    assert c.fit.finished is False
+    # the best checkpoint of this run is its final model: the same kinetics errors (an
+    # unfinished run has no constrained ranges, so no errors within them)
+    full = compare(run, "hh_modern", write=False, floor=False).metrics["kinetics"]
+    assert "rates_constrained" not in c.metrics["kinetics"]
+    assert c.metrics["kinetics"] == {k: v for k, v in full.items() if k != "rates_constrained"}
+    for argv in (["rates", str(cut)], ["compare", str(cut), "--truth", "hh_modern"],
+                 ["report", str(cut), "--truth", "hh_modern"]):
+        assert main(argv) == 0, argv
+        assert "unfinished" in capsys.readouterr().err, argv

@@ -441,7 +441,7 @@ def _request(run_dir: Path, rec, spec: TruthSpec | None, temperature, method: st
 
     return {"truth": None if spec is None else spec.info.get("spec"),
             "temperature": temperature, "method": method, "max_shift": max_shift,
-            "recording": rec.path, "model_sha256": file_digest(run_dir / rd.MODEL)}
+            "recording": rec.path, "model_sha256": file_digest(rd.model_file(run_dir))}
 
 
 def _write(comp: Comparison, out_dir: Path, figures: bool, t_start: float) -> None:

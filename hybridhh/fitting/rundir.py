@@ -102,3 +102,10 @@ def check_run_dir(run_dir, need=(CONFIG, MODEL)) -> Path:
         raise RunDirError(f"{run_dir}: missing {', '.join(missing)}; is this a finished "
                           "'hybridhh fit' run? (an interrupted one resumes with --resume)")
     return run_dir
+
+
+def model_file(run_dir) -> Path:
+    """The file the run's model is loaded from: ``model.pt`` of a finished fit, else
+    ``checkpoint_best.pt`` (an unfinished fit's best model so far)."""
+    run_dir = Path(run_dir)
+    return run_dir / MODEL if (run_dir / MODEL).exists() else run_dir / BEST
