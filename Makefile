@@ -31,7 +31,7 @@ demo: install
 	$(HYBRIDHH) report out/run --truth out/example.h5
 
 test: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 	$(NBTEST)
 
 test-all: install

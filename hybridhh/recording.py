@@ -387,12 +387,19 @@ class Recording:
 # --- reading --------------------------------------------------------------------------
 
 
+def _attr(attrs, name, path, field, required):
+    """The attribute's raw value; None when it is absent and not required."""
+    if name in attrs:
+        return attrs[name]
+    if required:
+        raise RecordingError(path, field, "missing attribute")
+    return None
+
+
 def _attr_str(attrs, name, path, field, required=True):
-    if name not in attrs:
-        if required:
-            raise RecordingError(path, field, "missing attribute")
+    value = _attr(attrs, name, path, field, required)
+    if value is None:
         return None
-    value = attrs[name]
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -407,11 +414,9 @@ def _attr_str(attrs, name, path, field, required=True):
 
 
 def _attr_float(attrs, name, path, field, required=True):
-    if name not in attrs:
-        if required:
-            raise RecordingError(path, field, "missing attribute")
+    value = _attr(attrs, name, path, field, required)
+    if value is None:
         return None
-    value = attrs[name]
     if isinstance(value, np.ndarray) and value.size == 1 and value.ndim <= 1:
         value = value.reshape(())[()]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,

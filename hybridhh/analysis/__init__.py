@@ -16,70 +16,13 @@ Importing this package does not import torch (the figures use it without torch).
 
 from __future__ import annotations
 
-from .arrays import as_numpy
-from .comparison import (
-    COMPARE_DIR,
-    COMPARE_JSON,
-    Comparison,
-    FreeRun,
-    compare,
-    file_digest,
-    load_comparison,
-    load_run,
-    summary_lines,
-    wide_voltage_range,
-)
-from .metrics import (
-    TARGETS,
-    kinetics_errors,
-    kinetics_metrics,
-    meets_targets,
-    rate_errors_in_ranges,
-    summarize_errors,
-)
-from .spikes import (
-    MAX_SPIKE_SHIFT,
-    REFRACTORY,
-    SPIKE_ABOVE_REST,
-    match_spikes,
-    spike_indices,
-    spike_metrics,
-    spike_threshold,
-    spike_times,
-)
-from .truth import TruthSpec, resolve_truth
+from . import arrays, comparison, metrics, spikes, truth
+from .arrays import *  # noqa: F403
+from .comparison import *  # noqa: F403
+from .metrics import *  # noqa: F403
+from .spikes import *  # noqa: F403
+from .truth import *  # noqa: F403
 
-__all__ = [
-    # truth
-    "TruthSpec",
-    "resolve_truth",
-    # metrics
-    "TARGETS",
-    "kinetics_errors",
-    "summarize_errors",
-    "meets_targets",
-    "rate_errors_in_ranges",
-    "kinetics_metrics",
-    # spikes
-    "SPIKE_ABOVE_REST",
-    "REFRACTORY",
-    "MAX_SPIKE_SHIFT",
-    "spike_threshold",
-    "spike_times",
-    "spike_indices",
-    "match_spikes",
-    "spike_metrics",
-    # comparison
-    "COMPARE_DIR",
-    "COMPARE_JSON",
-    "Comparison",
-    "FreeRun",
-    "compare",
-    "file_digest",
-    "load_comparison",
-    "load_run",
-    "summary_lines",
-    "wide_voltage_range",
-    # arrays
-    "as_numpy",
-]
+#: every public name of the submodules (each module's own ``__all__``)
+__all__ = [*truth.__all__, *metrics.__all__, *spikes.__all__, *comparison.__all__,
+           *arrays.__all__]
