@@ -143,3 +143,13 @@ def test_unfinished_run_compares_and_reports_its_best_checkpoint(fitted, tmp_pat
                  ["report", str(cut), "--truth", "hh_modern"]):
         assert main(argv) == 0, argv
         assert "unfinished" in capsys.readouterr().err, argv
+
+
+def test_compare_against_a_recording_object(fitted):
+    """truth=Recording gives the same metrics as truth=its file."""
+    from hybridhh.recording import read_recording
+
+    _, rec, run = fitted
+    by_object = compare(run, read_recording(rec), write=False, floor=False)
+    by_file = compare(run, str(rec), write=False, floor=False)
+    assert by_object.metrics["kinetics"] == by_file.metrics["kinetics"]

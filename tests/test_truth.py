@@ -53,3 +53,18 @@ def test_resolve_truth_errors(short_recording, tmp_path):
 def test_kinetics_objects_pass_through(scaled):
     obj = scaled(HHKinetics(), 2.0)
     assert resolve_truth(obj).kinetics is obj
+
+
+def test_resolve_truth_from_a_recording_object(short_recording, tmp_path):
+    """A Recording given as the truth is its /truth, the same kinetics as its file."""
+    import torch
+
+    path = write_recording(tmp_path / "truth.h5", short_recording)
+    from_object = resolve_truth(short_recording, temperature=18.5)
+    from_file = resolve_truth(str(path), temperature=18.5)
+    V = torch.linspace(-100.0, 50.0, 31, dtype=torch.float64)
+    for a, b in zip(from_object.kinetics.rates(V), from_file.kinetics.rates(V), strict=True):
+        assert torch.equal(a, b)
+    assert from_object.info["temperature"] == 18.5
+    with pytest.raises(ConfigError, match="no /truth"):
+        resolve_truth(dataclasses.replace(short_recording, truth=None))

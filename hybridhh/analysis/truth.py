@@ -62,7 +62,8 @@ def resolve_truth(truth, temperature: float | None = None, recording=None) -> Tr
         ``None``: the ``/truth`` of ``recording`` if it has one, else ``None``.
         A name of a built-in kinetics set (:func:`hybridhh.kinetics.get_kinetics`),
         optionally with a temperature as ``"name@T"`` (°C). A path to a recording file
-        (``.h5``) with a ``/truth`` group. Or any kinetics object (used as it is).
+        (``.h5``) with a ``/truth`` group, or a :class:`~hybridhh.recording.Recording`
+        with one. Or any kinetics object (used as it is).
     temperature
         °C for a named set (overrides ``@T``) or to re-evaluate a file's truth at another
         temperature. Default: ``@T``, else the temperature of ``recording`` (its
@@ -81,9 +82,13 @@ def resolve_truth(truth, temperature: float | None = None, recording=None) -> Tr
     if hasattr(truth, "rates") and not isinstance(truth, (str, Path)):
         return TruthSpec(truth, _label(truth), {"spec": None, "kind": "object",
                                                 **_kinetics_info(truth)})
+    from ..recording import Recording
+
+    if isinstance(truth, Recording):
+        return _from_truth_recording(truth, temperature, truth.path)
     if not isinstance(truth, (str, Path)):
-        raise ConfigError(f"truth must be a kinetics name, a recording file or a kinetics "
-                          f"object, got {type(truth).__name__}")
+        raise ConfigError(f"truth must be a kinetics name, a recording (file or Recording) "
+                          f"or a kinetics object, got {type(truth).__name__}")
     text = str(truth)
     if Path(text).is_file():
         return _from_file(text, temperature)
@@ -115,16 +120,22 @@ def _from_file(text: str, temperature: float | None) -> TruthSpec:
     """The ``/truth`` of the recording file named ``text``."""
     from ..recording import read_recording
 
-    path = Path(text)
-    rec = read_recording(path)
+    return _from_truth_recording(read_recording(Path(text)), temperature, text)
+
+
+def _from_truth_recording(rec, temperature: float | None, spec: str | None) -> TruthSpec:
+    """The ``/truth`` of a recording given as the truth (read from the file ``spec``, or a
+    :class:`~hybridhh.recording.Recording` object)."""
+    where = repr(spec) if spec is not None else "recording"
     if rec.truth is None:
-        raise ConfigError(f"truth {text!r}: the file has no /truth group (real data?), so "
+        raise ConfigError(f"truth {where}: it has no /truth group (real data?), so "
                           "it names no reference kinetics; give a kinetics name instead, "
                           "e.g. hh_modern")
     kin = _recording_kinetics(rec, temperature)
-    return TruthSpec(kin, _label(kin) + f" (/truth of {path.name})",
-                     {"spec": text, "kind": "file", **_kinetics_info(kin),
-                      "file": str(path)})
+    name = Path(spec).name if spec is not None else "the given recording"
+    return TruthSpec(kin, _label(kin) + f" (/truth of {name})",
+                     {"spec": spec, "kind": "file", **_kinetics_info(kin),
+                      "file": None if spec is None else str(spec)})
 
 
 def _from_name(text: str, temperature: float | None, recording) -> TruthSpec:
