@@ -26,7 +26,7 @@ import torch
 from ..analysis.metrics import kinetics_errors, summarize_errors
 from ..errors import ConfigError, RunDirError
 from ..learned import GatePrior, RateMLP
-from . import denoise, ode, rundir, teacher
+from . import bands, denoise, ode, quality, rundir, teacher
 from .config import FitConfig
 from .constrained import constrained_ranges
 from .data import TraceData, resolve_holdout
@@ -77,6 +77,12 @@ class FitResult:
         False for a fit loaded from an interrupted run (``load_fit(...,
         allow_unfinished=True)``): its model is the best checkpoint's, and the held-out
         check and the constrained ranges were never computed.
+    bands
+        90 % error bands per voltage of each rate, x_inf and tau
+        (:func:`hybridhh.fitting.bands.fit_bands`); None where not computed.
+    quality
+        The verdict (:func:`hybridhh.fitting.quality.assess`): ``{"verdict": "ok" |
+        "suspect" | "failed", "reasons": [...], ...}``; None where not computed.
     """
 
     model: RateMLP
@@ -90,6 +96,8 @@ class FitResult:
     run_dir: Path | None = None
     constrained: dict | None = None
     finished: bool = True
+    bands: dict | None = None
+    quality: dict | None = None
 
     @staticmethod
     def constrained_from_summary(summary: dict) -> dict | None:
@@ -107,6 +115,8 @@ class FitResult:
             "heldout_rmse": self.heldout_rmse,
             "elapsed": self.elapsed,
             "final_loss": {h["phase"]: h["loss"] for h in self.history},
+            "quality": self.quality,
+            "bands": self.bands,
         }
 
 
@@ -208,6 +218,7 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
 
     # keep the neural-ODE stage only where it lowers the held-out free-running V error
     heldout = {}
+    teacher_model = None
     if ode_phases and teacher_phases:
         check = held if held is not None else train
         teacher_model = copy.deepcopy(model)
@@ -227,13 +238,19 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
     t = config.teacher
     # at the Gauss-Newton stage's step (else the first L-BFGS entry's)
     steps = [s for s, _ in t.gauss_newton] + [s for s, _ in t.lbfgs]
-    constrained = constrained_ranges(model, train.along(context.get("path")),
-                                     step=steps[0] if steps else t.adam_dt,
-                                     adaptive=t.adaptive, node_step=t.gn_node_step,
-                                     smoothness=t.gn_smoothness)
+    along = train.along(context.get("path"))
+    step = steps[0] if steps else t.adam_dt
+    constrained = constrained_ranges(model, along, step=step, adaptive=t.adaptive,
+                                     node_step=t.gn_node_step, smoothness=t.gn_smoothness)
+    # error bands, then the verdict: did the fit explain the data?
+    band = bands.fit_bands(model, along, step=step, adaptive=t.adaptive,
+                           node_step=t.gn_node_step, smoothness=t.gn_smoothness, noise=noise)
+    verdict = quality.assess(model=model, train=train, held=held, heldout=heldout,
+                             history=history, noise=noise, bands=band, config=config,
+                             context=context, teacher_model=teacher_model)
     result = FitResult(model, config, vrange, train.names,
                        tuple(data.names[i] for i in hold), heldout, history, elapsed, run_dir,
-                       constrained)
+                       constrained, bands=band, quality=verdict)
     if run_dir is not None:
         rundir.save_torch(run_dir / rundir.MODEL,
                           {"config": model.config(), "state": model.state_dict()})
@@ -328,6 +345,8 @@ def load_fit(run_dir, *, allow_unfinished: bool = False,
             elapsed=res.get("elapsed", 0.0),
             run_dir=run_dir,
             constrained=FitResult.constrained_from_summary(res),
+            bands=res.get("bands"),
+            quality=res.get("quality"),
         )
     except KeyError as k:
         raise RunDirError(f"{run_dir / rundir.RESULT}: missing {k}") from None
