@@ -6,8 +6,9 @@ Rerun a benchmark (``benchmarks/README.md``), then regenerate::
     python benchmarks/results_md.py            # or: make results
     python benchmarks/results_md.py --check    # exit 1 if docs/results.md is out of date
 
-Files read: ``fit.json`` (``benchmarks/fit.py``), ``heldout_sensitivity.json``,
-``noise_bias.json``, ``simulate.json``. A missing file leaves its section out.
+Files read: ``fit.json`` (``benchmarks/fit.py``), ``suite.json`` (``benchmarks/suite.py``),
+``heldout_sensitivity.json``, ``noise_bias.json``, ``simulate.json``. A missing file leaves
+its section out.
 (``fit_variants.json`` is an early run of a since-replaced fitter, kept for the record and
 not shown.)
 """
@@ -15,12 +16,16 @@ not shown.)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import operator
 import sys
 from pathlib import Path
 
+from hybridhh.analysis.metrics import TARGETS
 from hybridhh.atomic import atomic_write_text
 from hybridhh.benchmarking import HELDOUT_RMSE_TARGET, WALL_TARGET, case_group
+from hybridhh.suite import Case
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -216,6 +221,161 @@ def section_fit(fit: dict) -> str:
     return "\n".join(out)
 
 
+# --- suite.json ---------------------------------------------------------------------------
+
+#: the cell of a case when nothing is changed (the squid values of :class:`Case`)
+_CELL = {f.name: f.default for f in dataclasses.fields(Case) if f.name in ("g_Na", "g_K",
+                                                                            "g_L", "E_L")}
+_OPS = {"<": operator.lt, "≤": operator.le}
+
+
+def _same_data(c: Case) -> bool:
+    """The issue's clean-data conditions: sampled every <= 0.05 ms, >= 5 traces of >= 100 ms."""
+    return c.dt <= 0.05 and c.traces >= 5 and c.duration >= 100.0
+
+
+#: issue 19's target groups: (label, which cases, [(quantity, comparison, limit)]); a
+#: quantity is a key of the row's ``summary``, ``heldout_rmse`` (mV) or ``basin``
+SUITE_GROUPS = [
+    ("Clean data, sample interval ≤ 0.05 ms, ≥ 5 traces of ≥ 100 ms",
+     lambda c: c.noise == 0 and _same_data(c),
+     [("tau_p90", "<", TARGETS["tau_p90"]), ("xinf_max", "<", TARGETS["xinf_max"]),
+      ("rate_median", "<", TARGETS["rate_median"]),
+      ("heldout_rmse", "<", HELDOUT_RMSE_TARGET), ("basin", "", True)]),
+    ("1 mV noise, same data", lambda c: c.noise == 1.0 and _same_data(c),
+     [("tau_p90", "<", 0.20), ("xinf_max", "<", 0.05)]),
+    ("0.1 ms sampling and the single short trace",
+     lambda c: c.dt >= 0.1 or c.family == "single",
+     [("tau_p90", "≤", 0.37), ("xinf_max", "≤", 0.11)]),
+]
+#: the issue's band target: the truth inside the 90 % band on this fraction of the voltages
+COVERAGE_TARGET = 0.85
+
+
+def case_of(row: dict) -> Case:
+    """The :class:`~hybridhh.suite.Case` a suite row was made from (its ``data``)."""
+    return Case(**row["data"])
+
+
+def describe_case(c: Case) -> str:
+    """A case's conditions in short: family, sampling, traces × ms, °C, convention, noise,
+    and the cell's changes from the squid values."""
+    parts = [c.family, f"{c.dt:g} ms", f"{c.traces} × {c.duration:g} ms",
+             f"{c.temperature:g} °C", c.convention,
+             f"noise {c.noise:g} mV" if c.noise else "clean"]
+    parts += [f"{k} {getattr(c, k):g}" for k, v in _CELL.items() if getattr(c, k) != v]
+    return ", ".join(parts)
+
+
+def _cell_text(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def suite_columns(row: dict) -> list[str]:
+    """The columns of one suite row after the case and its conditions."""
+    if "error" in row:
+        return [f"error: `{_cell_text(row['error'])}`"] + [""] * (len(SUITE_HEADER) - 3)
+    s = row["summary"]
+    verdict = (row.get("quality") or {}).get("verdict")
+    cov = row.get("coverage")
+    return [num(row["wall"], ".0f"), pct(s["tau_median"], 1), pct(s["tau_p90"], 1),
+            num(s["xinf_max"], ".3f"), worst_rate(row), num(row["heldout_rmse"], ".2f", "mV"),
+            spikes(row), "yes" if row["basin"] else "NO", f"`{verdict}`" if verdict else "-",
+            f"{pct(cov['min'], 0)} ({cov['worst']})" if cov else "-"]
+
+
+SUITE_HEADER = ["case", "conditions", "wall s", "worst-gate τ median", "τ p90", "x∞ max",
+                "α/β median (worst rate)", "held-out V RMSE", "spikes model/true",
+                "right basin", "verdict", "band coverage min"]
+
+
+def _target_text(key: str, op: str, limit) -> str:
+    if key == "basin":
+        return "right basin"
+    if key == "heldout_rmse":
+        return f"held-out V {op} {limit:g} mV"
+    if key == "xinf_max":
+        return f"{TARGET_NAMES[key]} {op} {limit:g}"
+    return f"{TARGET_NAMES[key]} {op} {100 * limit:g} %"
+
+
+def _meets(row: dict, key: str, op: str, limit) -> bool:
+    if "error" in row:
+        return False
+    if key == "basin":
+        return bool(row["basin"]) is limit
+    value = row["heldout_rmse"] if key == "heldout_rmse" else row["summary"][key]
+    return _OPS[op](value, limit)
+
+
+def suite_group_line(rows: list[dict], label: str, member, targets: list) -> str:
+    """How many cases of one target group meet each target and all of them."""
+    sel = [r for r in rows if member(case_of(r))]
+    if not sel:
+        goal = ", ".join(_target_text(*t) for t in targets)
+        return f"- **{label}** ({goal}): no case of this group in the file."
+    n = len(sel)
+    each = ", ".join(f"{_target_text(*t)}: {sum(_meets(r, *t) for r in sel)}/{n}"
+                     for t in targets)
+    every = sum(all(_meets(r, *t) for t in targets) for r in sel)
+    errors = sum("error" in r for r in sel)
+    tail = f"; {errors} of them ended with an error" if errors else ""
+    return f"- **{label}**: every target met in {every} of {n}; {each}{tail}."
+
+
+def suite_checks(rows: list[dict]) -> list[str]:
+    """The verdict against the truth's basin, and the bands' coverage target."""
+    ok = [r for r in rows if "error" not in r]
+    wrong = [r for r in ok if not r["basin"]]
+    verdicts = [(r.get("quality") or {}).get("verdict") for r in wrong]
+    flagged = sum(v in ("failed", "suspect") for v in verdicts)
+    right_failed = sum((r.get("quality") or {}).get("verdict") == "failed"
+                       for r in ok if r["basin"])
+    banded = [r for r in ok if r.get("coverage")]
+    covered = sum(r["coverage"]["min"] >= COVERAGE_TARGET for r in banded)
+    return [f"- **Wrong basin, as judged by the truth**: {len(wrong)} of {len(ok)} fitted "
+            f"cases; the verdict says `failed` or `suspect` for {flagged}, `ok` for "
+            f"{verdicts.count('ok')}, nothing for {verdicts.count(None)}. Cases in the right "
+            f"basin with the verdict `failed`: {right_failed}.",
+            f"- **Error bands**: {len(banded)} of {len(ok)} fitted cases have bands; in "
+            f"{covered} of them the truth lies inside every quantity's band on ≥ "
+            f"{100 * COVERAGE_TARGET:g} % of the visited voltages."]
+
+
+def section_suite(data: dict) -> str:
+    rows = data["rows"]
+    m = data.get("machine", {})
+    basin = data["basin"]
+    made = [r for r in rows if "error" not in r]
+    substeps = "/".join(f"1/{n}" for n in sorted({case_of(r).substeps for r in rows}))
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in made})) or "-"
+    out = ["## Generalisation suite (`benchmarks/suite.py` → `benchmarks/results/suite.json`)",
+           "",
+           f"Machine: {m.get('cpus', '?')} CPU cores, {m.get('torch_threads', '?')} torch "
+           f"threads, torch {m.get('torch', '?')} (`{m.get('platform', '?')}`). "
+           f"Config changes of the run (`--set`): {json.dumps(data.get('set') or {})}.", "",
+           "Recordings made by NEURON's `hh` (`hybridhh.suite`: NEURON's fixed step at "
+           f"{substeps} of the sample interval, exact rates, V recorded at every sample, "
+           "Gaussian noise added after), each fitted with the default `FitConfig` (with the "
+           f"changes above), fit seed {seeds}. Errors over the visited voltage range (1st–99th "
+           "percentile of the training V), as in the fit benchmark (`benchmarks/fit.py`). "
+           "*Conditions*: stimulus family, sample interval, traces × length, temperature, "
+           "convention, measurement noise, the cell's changes from the squid values. "
+           "*Held-out*: free run of the fitted model on the case's noise-free held-out "
+           "recording (`hybridhh.suite.heldout_stimulus`). *Right basin*: judged by the truth "
+           f"(worst-gate τ median < {100 * basin['tau_median']:g} % and x∞ max < "
+           f"{basin['xinf_max']:g}). *Verdict*: the fit's own `quality` verdict. *Band "
+           "coverage min*: the smallest, over the quantities, fraction of the visited "
+           "voltages where the truth lies inside the fit's 90 % band (the worst quantity).",
+           "",
+           table(SUITE_HEADER, [[r["case"], describe_case(case_of(r)), *suite_columns(r)]
+                                for r in rows]), "",
+           "Issue 19's targets, per group of cases:", ""]
+    out += [suite_group_line(rows, *g) for g in SUITE_GROUPS]
+    out += suite_checks(rows) + [""]
+    return "\n".join(out)
+
+
 # --- heldout_sensitivity.json -----------------------------------------------------------
 
 
@@ -327,6 +487,11 @@ def section_times(results: Path) -> str:
         total = sum(w for _, w in groups.values())
         rows.append(["`fit.py` (all cases above)", f"{len(fit['rows'])} fits",
                      f"{total / 60:.1f} min"])
+    path = results / "suite.json"
+    if path.exists():
+        ok = [r for r in json.loads(path.read_text())["rows"] if "wall" in r]
+        rows.append(["`suite.py`", f"{len(ok)} fit{'s' * (len(ok) != 1)}",
+                     f"{sum(r['wall'] for r in ok) / 60:.1f} min"])
     path = results / "noise_bias.json"
     if path.exists():
         nb = json.loads(path.read_text())["rows"]
@@ -351,7 +516,8 @@ def section_times(results: Path) -> str:
 # --- the page ---------------------------------------------------------------------------
 
 
-SECTIONS = [("fit.json", section_fit), ("heldout_sensitivity.json", section_heldout),
+SECTIONS = [("fit.json", section_fit), ("suite.json", section_suite),
+            ("heldout_sensitivity.json", section_heldout),
             ("noise_bias.json", section_noise_bias), ("simulate.json", section_simulate)]
 
 

@@ -18,7 +18,7 @@ from hybridhh.kinetics import HHKinetics
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-SCRIPTS = ["fit", "noise_bias", "heldout_sensitivity", "simulate", "results_md"]
+SCRIPTS = ["fit", "suite", "noise_bias", "heldout_sensitivity", "simulate", "results_md"]
 
 
 def _load(name: str):
@@ -90,6 +90,98 @@ def test_spike_note_only_for_files_without_thresholds(results_md, tmp_path):
         r["spike_threshold"] = -15.0
     (tmp_path / "fit.json").write_text(json.dumps(data))
     assert note not in results_md.render(tmp_path)
+
+
+
+# --- docs/results.md: the generalisation suite (suite.json) -------------------------------
+
+
+def _suite_row(name: str, tau_p90: float, xinf: float, *, rate: float = 0.05,
+               heldout: float = 0.3, basin: bool = True, quality=None, coverage=None) -> dict:
+    """A hand-made row of benchmarks/suite.py for the case ``name``."""
+    from hybridhh.suite import get_case
+
+    case = get_case(name)
+    errors = {g: {"tau_median": 0.5 * tau_p90, "tau_p90": tau_p90, "xinf_max": xinf,
+                  "alpha_median": 0.01, "beta_median": 0.01} for g in "mhn"}
+    errors["n"]["beta_median"] = rate
+    return {"case": name, "data": case.as_dict(), "samples": case.samples, "wall": 56.13,
+            "seed": 0, "summary": {"tau_median": 0.5 * tau_p90, "tau_p90": tau_p90,
+                                   "xinf_max": xinf, "rate_median": rate},
+            "errors": errors, "heldout_rmse": heldout, "spikes_model": 18, "spikes_true": 19,
+            "basin": basin, "quality": quality, "coverage": coverage}
+
+
+def _suite_json() -> dict:
+    cov = {"min": 0.9, "worst": "tau_h"}
+    rows = [
+        _suite_row("base", 0.05, 0.01, quality={"verdict": "ok"}, coverage=cov),  # meets all
+        _suite_row("dt 0.01", 0.15, 0.01),                        # clean: misses tau p90
+        {"case": "hh1952", "data": {"name": "hh1952", "convention": "hh1952"},
+         "error": "RuntimeError('a | b')"},                       # clean: an error
+        _suite_row("steps, other cell", 0.02, 0.005),             # clean: meets all
+        _suite_row("noise 1 mV", 0.19, 0.049, quality={"verdict": "failed"},
+                   coverage={"min": 0.5, "worst": "alpha_h"}),    # noise: meets both
+        _suite_row("dt 0.1", 0.37, 0.12, basin=False, quality={"verdict": "failed"}),
+        _suite_row("single 50 ms", 1.5, 0.3, heldout=float("inf"), basin=False,
+                   quality={"verdict": "ok"}),                    # a wrong basin read as ok
+    ]
+    return {"machine": {"cpus": 2, "torch_threads": 2, "torch": "2.13.0", "platform": "x"},
+            "set": {}, "basin": {"tau_median": 0.3, "xinf_max": 0.1}, "rows": rows}
+
+
+def _cells(text: str, first: str) -> list[str]:
+    line = next(x for x in text.splitlines() if x.startswith(f"| {first} |"))
+    return [c.strip() for c in line.strip("|").split(" | ")]
+
+
+def test_suite_rows_are_read_from_the_json(results_md, tmp_path):
+    (tmp_path / "suite.json").write_text(json.dumps(_suite_json()))
+    text = results_md.render(tmp_path)
+    assert "## Generalisation suite (`benchmarks/suite.py`" in text and "## Fits" not in text
+    assert _cells(text, "base") == [
+        "base", "mixed, 0.025 ms, 9 × 100 ms, 6.3 °C, modern, clean", "56", "2.5 %", "5.0 %",
+        "0.010", "5.0 % (beta_n)", "0.30 mV", "18/19", "yes", "`ok`", "90 % (tau_h)"]
+    assert _cells(text, "dt 0.01")[-2:] == ["-", "-"]  # no verdict, no bands
+    assert _cells(text, "steps, other cell")[1] == (
+        "steps, 0.05 ms, 7 × 200 ms, 22 °C, modern, clean, g_Na 90, g_K 30, g_L 0.2, E_L -60")
+    assert _cells(text, "noise 1 mV")[1].endswith("modern, noise 1 mV")
+    assert _cells(text, "single 50 ms")[1].startswith("single, 0.1 ms, 1 × 50 ms")
+    assert _cells(text, "single 50 ms")[7] == "inf mV"
+    assert _cells(text, "single 50 ms")[9] == "NO"
+    error = _cells(text, "hh1952")
+    assert error[1].endswith("hh1952, clean") and error[2] == "error: `RuntimeError('a \\| b')`"
+    assert len(error) == len(results_md.SUITE_HEADER)
+    assert "| `suite.py` | 6 fits | 5.6 min |" in text  # run times: the fitted rows' walls
+
+
+def test_suite_target_groups_are_counted_from_the_json(results_md, tmp_path):
+    data = _suite_json()
+    (tmp_path / "suite.json").write_text(json.dumps(data))
+    lines = [x for x in results_md.render(tmp_path).splitlines() if x.startswith("- **")]
+    assert lines[0].endswith(
+        "every target met in 2 of 4; τ p90 < 10 %: 2/4, x∞ max < 0.03: 3/4, α/β median < "
+        "10 %: 3/4, held-out V < 1 mV: 3/4, right basin: 3/4; 1 of them ended with an error.")
+    assert lines[1].endswith("every target met in 1 of 1; τ p90 < 20 %: 1/1, "
+                             "x∞ max < 0.05: 1/1.")
+    assert lines[2].endswith("every target met in 0 of 2; τ p90 ≤ 37 %: 1/2, "
+                             "x∞ max ≤ 0.11: 0/2.")  # the limits of this group are inclusive
+    assert ("2 of 6 fitted cases; the verdict says `failed` or `suspect` for 1, `ok` for 1, "
+            "nothing for 0. Cases in the right basin with the verdict `failed`: 1.") in lines[3]
+    assert "2 of 6 fitted cases have bands; in 1 of them" in lines[4]
+    data["rows"][1]["summary"]["tau_p90"] = 0.05  # dt 0.01 now meets every target
+    data["rows"] = [r for r in data["rows"] if not r["case"].startswith("noise")]
+    (tmp_path / "suite.json").write_text(json.dumps(data))
+    lines = [x for x in results_md.render(tmp_path).splitlines() if x.startswith("- **")]
+    assert "every target met in 3 of 4" in lines[0]
+    assert lines[1] == ("- **1 mV noise, same data** (τ p90 < 20 %, x∞ max < 0.05): no case "
+                        "of this group in the file.")
+
+
+def test_no_suite_json_no_suite_section(results_md, tmp_path):
+    (tmp_path / "fit.json").write_text(json.dumps(_fit_json()))
+    text = results_md.render(tmp_path)
+    assert "Generalisation suite" not in text and "`suite.py`" not in text
 
 
 # --- hybridhh.benchmarking ----------------------------------------------------------------
