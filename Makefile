@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # notebooks run top to bottom with a tiny configuration (HYBRIDHH_QUICK=1)
 NBTEST := HYBRIDHH_QUICK=1 $(PY) -m pytest --nbmake notebooks
 
-.PHONY: install demo test test-all lint bench results notebooks report clean
+.PHONY: install demo test test-all lint bench suite-quick results notebooks report clean
 
 install: $(VENV)/.installed
 
@@ -40,11 +40,19 @@ test-all: install
 lint: install
 	$(VENV)/bin/ruff check hybridhh tests benchmarks
 
+# every benchmark; the generalisation suite (benchmarks/suite.py: one fit per case of
+# hybridhh.suite.CASES, recordings made by NEURON) takes about 1 h on 2 cores, fit.py ~20 min
 bench: install
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/fit.py
+	$(PY) benchmarks/suite.py
 	$(PY) benchmarks/noise_bias.py
 	$(PY) benchmarks/heldout_sensitivity.py
+
+# the suite's quick subset (hybridhh.suite.QUICK: about 5 min on 2 cores), written outside
+# the committed results
+suite-quick: install
+	$(PY) benchmarks/suite.py --quick --out /tmp/suite-quick.json
 
 # docs/results.md from benchmarks/results/*.json (after a benchmark run; runs no benchmark)
 results: install
