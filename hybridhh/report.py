@@ -140,6 +140,11 @@ figure img { max-width: 100%; border: 1px solid #e3e5e8; }
 figcaption { color: #333; font-size: 0.93em; margin-top: 0.4em; max-width: 980px; }
 .note { background: #fff8e1; border-left: 4px solid #f0c040; padding: 8px 12px; margin: 1em 0; }
 .warn { background: #fdecea; border-left: 4px solid #d9534f; padding: 8px 12px; margin: 1em 0; }
+.verdict { padding: 10px 14px; margin: 1em 0; border-radius: 4px; border: 2px solid; }
+.verdict.ok { background: #eaf6ea; border-color: #5cb85c; }
+.verdict.suspect { background: #fff6e0; border-color: #f0ad4e; }
+.verdict.failed { background: #fdecea; border-color: #d9534f; }
+.verdict ul { margin: 0.3em 0 0.3em 1.2em; padding: 0; }
 pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 0.85em; }
 details summary { cursor: pointer; color: #245; margin: 0.4em 0; }
 code { background: #f3f3f3; padding: 0 3px; }
@@ -231,6 +236,31 @@ def _badge(ok, yes="pass", no="FAIL", none="n/a") -> str:
     if ok is None:
         return f'<span class="badge none">{none}</span>'
     return f'<span class="badge {"pass" if ok else "fail"}">{yes if ok else no}</span>'
+
+
+def _verdict_box(quality) -> str:
+    """The fit's quality verdict (:mod:`hybridhh.fitting.quality`) as a box: green for ok,
+    amber for suspect, red for failed, with the reasons and what to try next."""
+    if not quality:
+        return ("<div class='verdict suspect'><b>Quality verdict: not assessed</b> (a run "
+                "saved before the verdict existed, or unfinished)</div>")
+    verdict = quality.get("verdict", "?")
+    title = {"ok": "the fit explains the data",
+             "suspect": "treat these rates with care",
+             "failed": "the fit does not explain the data: do not use these rates"}
+    out = [f"<div class='verdict {_e(verdict)}'><b>Quality verdict: {_e(verdict.upper())}"
+           f"</b> — {_e(title.get(verdict, ''))}"]
+    if quality.get("reasons"):
+        out.append("<ul>" + "".join(f"<li>{_e(r)}</li>" for r in quality["reasons"])
+                   + "</ul>")
+    if quality.get("advice"):
+        out.append("<b>What to try next:</b><ul>"
+                   + "".join(f"<li>{_e(a)}</li>" for a in quality["advice"]) + "</ul>")
+    checks = quality.get("checks") or {}
+    if checks:
+        out.append("<span class='sub'>checks: " + ", ".join(
+            f"{_e(n)} {_e(c.get('outcome', '?'))}" for n, c in checks.items()) + "</span>")
+    return "".join(out) + "</div>"
 
 
 def _kinetics_table(k: dict) -> str:
@@ -399,6 +429,7 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
         "It was trained on the recorded membrane voltage and injected current only. This "
         "page says what was fitted, how, and how close the result is to the true rate "
         "functions and to the recorded voltage.</p>")
+    parts.append(_verdict_box(getattr(fit, "quality", None)))
     cards = []
     if k is not None:
         w = k["worst"]

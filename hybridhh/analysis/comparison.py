@@ -428,7 +428,8 @@ def _metrics(run_dir: Path, res, rec, spec: TruthSpec | None, runs: _FreeRuns,
         },
         "fit": {"elapsed": res.elapsed, "heldout_rmse": res.heldout_rmse,
                 "train_traces": list(res.train_traces),
-                "holdout_traces": list(res.holdout_traces)},
+                "holdout_traces": list(res.holdout_traces),
+                "quality": getattr(res, "quality", None)},
         "figures": {},
         "warnings": warnings,
     }
@@ -517,6 +518,10 @@ def _ms(x) -> str:
 def summary_lines(metrics: dict) -> list[str]:
     """Plain-text lines summarising a comparison's metrics."""
     lines = []
+    quality = (metrics.get("fit") or {}).get("quality")
+    if quality:  # the fit's own verdict (hybridhh.fitting.quality), first
+        lines.append(f"quality verdict: {quality.get('verdict')}")
+        lines += [f"  - {r}" for r in quality.get("reasons", [])]
     k = metrics.get("kinetics")
     lo, hi = metrics["voltage_range"]
     if k is None:

@@ -218,8 +218,20 @@ def cmd_fit(args) -> int:
         parts = [f"{k} {v:.3f} mV" for k, v in h.items() if isinstance(v, float)]
         say("free-running V RMSE (" + h.get("traces", "") + "): " + ", ".join(parts)
             + (f"; kept {h['chosen']}" if "chosen" in h else ""))
+    _say_quality(res.quality)
     print(args.out)
     return EXIT_OK
+
+
+def _say_quality(quality) -> None:
+    """The verdict on stderr; for suspect/failed a warning with reasons and advice (also
+    under ``--quiet``)."""
+    from ..fitting.quality import headline, warning_text
+
+    say(headline(quality))
+    text = warning_text(quality)
+    if text:
+        warn(text)
 
 
 def _say_constrained(res, where: str = "") -> None:
