@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import RecordingError, RunDirError, SimulationError
 from .arrays import as_numpy
-from .metrics import kinetics_metrics, rate_errors_in_ranges
+from .metrics import band_coverage, kinetics_metrics, rate_errors_in_ranges
 from .spikes import MAX_SPIKE_SHIFT, spike_metrics, spike_threshold
 from .truth import TruthSpec, resolve_truth
 
@@ -237,7 +237,10 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
         recorded V), ``constrained`` (per rate, the range in mV over which the data
         constrain it, or None for older runs), ``kinetics`` (:func:`kinetics_metrics` or
         None; with ``rates_constrained``, each rate's errors over its own range,
-        :func:`~hybridhh.analysis.metrics.rate_errors_in_ranges`, when the run has them),
+        :func:`~hybridhh.analysis.metrics.rate_errors_in_ranges`, when the run has them,
+        and ``band_coverage``, how often the truth lies inside the fit's error bands over
+        the voltage range, :func:`~hybridhh.analysis.metrics.band_coverage`, when the run
+        has bands),
         ``free_run`` (``method``, ``dt`` ms, ``resting_estimate`` mV, ``spike_threshold``
         mV, ``max_shift`` ms, and for ``train``
         and ``holdout``: ``traces``, ``rmse`` (mV), ``rmse_per_trace``, ``rmse_floor`` (mV,
@@ -400,6 +403,8 @@ def _kinetics(res, spec: TruthSpec | None) -> dict | None:
     if res.constrained:
         out["rates_constrained"] = rate_errors_in_ranges(res.model, spec.kinetics,
                                                          res.constrained)
+    if getattr(res, "bands", None):
+        out["band_coverage"] = band_coverage(res.bands, spec.kinetics, lo, hi)
     return out
 
 
@@ -543,6 +548,16 @@ def summary_lines(metrics: dict) -> list[str]:
             parts.append(f"{key} {val} (< {lim}: {'pass' if k['pass'][key] else 'FAIL'})")
         lines.append("  worst gate: " + "; ".join(parts))
         lines.append(f"  targets {'met' if k['meets_targets'] else 'NOT met'}")
+        cov = k.get("band_coverage")
+        if cov:
+            level = cov.get("level") or 0.9
+            lines.append(f"  {100 * level:.0f} % error bands: the truth is inside on "
+                         f"{_pct(cov['min'])} of the voltages for the worst quantity "
+                         f"({cov['worst']}); per gate, rates / x_inf / tau:")
+            for g in ("m", "h", "n"):
+                lines.append(f"    {g}: alpha {_pct(cov[f'alpha_{g}'])}, beta "
+                             f"{_pct(cov[f'beta_{g}'])}, {g}_inf {_pct(cov[f'{g}_inf'])}, "
+                             f"tau {_pct(cov[f'tau_{g}'])}")
     fr = metrics["free_run"]
     lines.append(f"free-running V ({fr['method']}, dt {fr['dt']:g} ms; spikes: upward crossings "
                  f"of {fr['spike_threshold']:.1f} mV, matched within {fr['max_shift']:g} ms):")

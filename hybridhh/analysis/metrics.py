@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..constants import GATES
+from ..constants import GATES, RATE_NAMES
 
-__all__ = ["TARGETS", "kinetics_errors", "summarize_errors", "meets_targets",
-           "rate_errors_in_ranges", "kinetics_metrics"]
+__all__ = ["TARGETS", "BAND_QUANTITIES", "kinetics_errors", "summarize_errors",
+           "meets_targets", "rate_errors_in_ranges", "kinetics_metrics", "interpolate_bands",
+           "band_coverage"]
+
+#: The quantities that have error bands (:mod:`hybridhh.fitting.bands`), in the rates CSV's
+#: order: the six rates (1/ms), then x_inf and tau (ms) of each gate.
+BAND_QUANTITIES = RATE_NAMES + tuple(c for g in GATES for c in (f"{g}_inf", f"tau_{g}"))
 
 #: The fit targets (issue 4): tau median / p90 relative error, x_inf max abs error,
 #: alpha and beta median relative error.
@@ -121,3 +126,107 @@ def kinetics_metrics(learned, truth, vmin: float, vmax: float, targets: dict | N
         "pass": {k: bool(worst[k] < v) for k, v in targets.items()},
         "meets_targets": bool(meets_targets(errors, targets)),
     }
+
+
+def _is_inf(name: str) -> bool:
+    return name.endswith("_inf")
+
+
+def _to_space(name: str, y):
+    """log of a rate or tau, logit of an x_inf (the space bands are interpolated in)."""
+    y = np.asarray(y, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if _is_inf(name):
+            y = np.clip(y, 1e-300, 1.0 - 1e-16)
+            return np.log(y) - np.log1p(-y)
+        return np.log(y)
+
+
+def _from_space(name: str, z):
+    z = np.asarray(z, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z)) if _is_inf(name) else np.exp(z)
+
+
+def interpolate_bands(bands: dict, V, value: dict | None = None, names=None) -> dict:
+    """The error bands (:func:`hybridhh.fitting.bands.fit_bands`) at voltages ``V`` (mV).
+
+    The band's lower and upper offsets from the fitted curve, in log space (rates, tau) or
+    logit space (x_inf), are interpolated linearly in V and put around ``value[name]`` (the
+    fitted curve at ``V``; default: the band's own curve, interpolated the same way). Outside
+    the voltages the bands cover (``bands["V"]``) the result is NaN: there is no band.
+
+    ``names``: the quantities wanted (default all of :data:`BAND_QUANTITIES`).
+
+    Returns
+    -------
+    dict
+        ``{name: (lo, hi)}`` for each name, numpy arrays of ``len(V)``, in the quantity's
+        units.
+    """
+    V = np.asarray(V, dtype=np.float64)
+    grid = np.asarray(bands["V"], dtype=np.float64)
+    outside = (V < grid[0] - 1e-9) | (V > grid[-1] + 1e-9)
+    out = {}
+    for name in BAND_QUANTITIES if names is None else names:
+        centre = _to_space(name, bands["value"][name])
+        lo = np.interp(V, grid, _to_space(name, bands["lo"][name]) - centre)
+        hi = np.interp(V, grid, _to_space(name, bands["hi"][name]) - centre)
+        mid = (np.interp(V, grid, centre) if value is None
+               else _to_space(name, value[name]))
+        lo, hi = _from_space(name, mid + lo), _from_space(name, mid + hi)
+        lo[outside], hi[outside] = np.nan, np.nan
+        out[name] = (lo, hi)
+    return out
+
+
+def _quantities(kinetics, V) -> dict:
+    """``{name: values}`` of :data:`BAND_QUANTITIES` for ``kinetics`` at ``V`` (mV)."""
+    alpha, beta, x_inf, tau = _eval(kinetics, V)
+    out = {}
+    for g, gate in enumerate(GATES):
+        out[f"alpha_{gate}"], out[f"beta_{gate}"] = alpha[:, g], beta[:, g]
+        out[f"{gate}_inf"], out[f"tau_{gate}"] = x_inf[:, g], tau[:, g]
+    return {name: out[name] for name in BAND_QUANTITIES}
+
+
+def band_coverage(bands: dict, truth, vmin: float, vmax: float, step: float = 0.5) -> dict:
+    """How often the ``truth`` lies inside the error ``bands`` on ``[vmin, vmax]`` (mV).
+
+    Parameters
+    ----------
+    bands
+        Error bands of a fit (:func:`hybridhh.fitting.bands.fit_bands`,
+        :attr:`hybridhh.fitting.FitResult.bands`).
+    truth
+        The true kinetics (``rates(V)``).
+    vmin, vmax, step
+        The voltage grid (mV), e.g. the visited range (1st–99th percentile of V).
+
+    Returns
+    -------
+    dict
+        Per name of :data:`BAND_QUANTITIES`, the fraction of the grid's voltages where
+        ``lo <= truth <= hi`` (a voltage outside the bands' range counts as not covered);
+        ``"min"``, the smallest of those fractions; ``"worst"``, its quantity;
+        ``"median_width"``, per quantity the median width of the band on the grid,
+        relative to the fitted value for rates and tau (``(hi - lo) / value``), absolute
+        (``hi - lo``) for x_inf; ``"level"``, the bands' nominal level; ``"range"``,
+        ``[vmin, vmax]``.
+    """
+    V = np.arange(vmin, vmax + 0.5 * step, step)
+    true = _quantities(truth, V)
+    band = interpolate_bands(bands, V)
+    centre = interpolate_bands({**bands, "lo": bands["value"], "hi": bands["value"]}, V)
+    out, widths = {}, {}
+    for name in BAND_QUANTITIES:
+        lo, hi = band[name]
+        with np.errstate(invalid="ignore"):
+            inside = (true[name] >= lo) & (true[name] <= hi)
+            width = hi - lo if _is_inf(name) else (hi - lo) / centre[name][0]
+        out[name] = float(np.mean(inside))
+        widths[name] = float(np.nanmedian(width)) if np.isfinite(width).any() else float("nan")
+    worst = min(BAND_QUANTITIES, key=lambda n: out[n])
+    return {**out, "min": out[worst], "worst": worst, "median_width": widths,
+            "level": float(bands.get("level", float("nan"))),
+            "range": [float(vmin), float(vmax)]}

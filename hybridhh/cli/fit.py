@@ -276,10 +276,13 @@ def cmd_rates(args) -> int:
     vmax = args.vmax if args.vmax is not None else float(round(hi + 30.0))
     out = Path(args.out) if args.out else Path(args.run_dir) / "rates.csv"
     write_rates_csv(out, res.model, voltage_grid(vmin, vmax, args.step), (lo, hi),
-                    res.constrained)
+                    res.constrained, bands=res.bands)
     say(f"V visited {lo:.1f} .. {hi:.1f} mV (1st-99th percentile; column 'constrained')")
     if res.constrained:
         _say_constrained(res, " (columns 'constrained_<rate>')")
     say("outside its range a curve is extrapolation")
+    if res.bands:
+        say(f"{100 * res.bands['level']:.0f} % error bands in the columns '<name>_lo', "
+            "'<name>_hi' (nan where the recording gives no band)")
     print(out)
     return EXIT_OK

@@ -82,29 +82,69 @@ def rate_uncertainty(model, data: TraceData, step: float = 0.04, adaptive: float
         Uncertainty of log alpha_m, alpha_h, alpha_n, beta_m, beta_h, beta_n (rows, as
         :data:`RATES`), each row divided by its smallest value.
     """
-    stride = data.stride(step)
-    tf = TeacherForcing(data, stride=stride, adaptive=adaptive if stride > 1 else None)
-    nodes = voltage_nodes(tf.V, node_step)
+    nodes, _, JJ, RtR, _ = _curvature(model, data, step, adaptive, node_step)
     N = len(nodes)
     with torch.no_grad():
-        _, J = tf.jacobian(model, nodes)
-        J = J.reshape(6 * N, -1)
-        D2 = second_difference(N, J.dtype)
-        H = J @ J.T + smoothness * torch.block_diag(*[D2.T @ D2] * 6)
-        del J
-        C = torch.linalg.pinv(H, hermitian=True).reshape(6, N, 6, N)
+        C = torch.linalg.pinv(JJ + smoothness * RtR, hermitian=True).reshape(6, N, 6, N)
         x = model.inf_tau(nodes)[0].T.to(C.dtype)  # [3, N]
+    sd = _log_rate_variance(C, x).clamp(min=0.0).sqrt()
+    best = sd.min(1, keepdim=True).values
+    return nodes, sd / torch.where(best > 0, best, 1.0)
+
+
+@torch.no_grad()
+def _curvature(model, data: TraceData, step: float = 0.04, adaptive: float | None = 1.0,
+              node_step: float = 3.0, keep_jacobian: bool = False, nodes=None):
+    """The Gauss–Newton curvature of the teacher-forcing loss in function space.
+
+    The loss's exact Jacobian with respect to (logit x_inf; log tau) of m, h, n on hat
+    functions at voltage nodes (:meth:`~hybridhh.fitting.teacher.TeacherForcing.jacobian`),
+    at the teacher-forcing step ``step`` (ms; ``adaptive`` mV, as :func:`rate_uncertainty`)
+    and node spacing ``node_step`` (mV), or at the given ``nodes`` (mV, uniform). Shared by
+    the constrained ranges and the error bands (:mod:`hybridhh.fitting.bands`).
+
+    Returns
+    -------
+    nodes : Tensor ``[N]``
+        Voltages, mV.
+    r : Tensor ``[B, T']``
+        The normalised residual (``loss == (r**2).sum()``), per trace and step.
+    JJ : Tensor ``[6N, 6N]``
+        ``J Jᵀ`` (rows: logit x_inf of m, h, n, then log tau, each over the nodes).
+    RtR : Tensor ``[6N, 6N]``
+        The roughness penalty's matrix (second differences of each curve).
+    J : Tensor ``[6N, B, T']`` or None
+        The Jacobian itself with ``keep_jacobian`` (large: 6N × the residual terms).
+    """
+    stride = data.stride(step)
+    tf = TeacherForcing(data, stride=stride, adaptive=adaptive if stride > 1 else None)
+    nodes = voltage_nodes(tf.V, node_step) if nodes is None else nodes
+    N = len(nodes)
+    r, J = tf.jacobian(model, nodes)
+    shape = tf.observed.shape
+    J = J.reshape(6 * N, -1)
+    JJ = J @ J.T
+    D2 = second_difference(N, J.dtype)
+    RtR = torch.block_diag(*[D2.T @ D2] * 6)
+    J = J.reshape(6 * N, *shape) if keep_jacobian else None
+    return nodes, r.reshape(shape), JJ, RtR, J
+
+
+def _log_rate_variance(C: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Marginal variance ``[6, N]`` of log alpha_m, alpha_h, alpha_n, beta_m, beta_h, beta_n
+    (rows, as :data:`RATES`) at the nodes, by the delta method (``d log alpha = (1 - x)
+    d logit x_inf - d log tau``, ``d log beta = -x d logit x_inf - d log tau``), from the
+    covariance ``C [6, N, 6, N]`` of (logit x_inf; log tau) and the gates' ``x = x_inf``
+    ``[3, N]``. Not clipped: rounding can make an entry slightly negative."""
+    N = C.shape[1]
     j = torch.arange(N)
     rows = []
     for sign in (1.0, -1.0):  # alpha: (1 - x, -1); beta: (-x, -1)
         for g in range(3):
             a = (1.0 - x[g]) if sign > 0 else -x[g]
-            var = (a * a * C[g, j, g, j] + C[3 + g, j, 3 + g, j]
-                   - 2.0 * a * C[g, j, 3 + g, j])
-            rows.append(var.clamp(min=0.0).sqrt())
-    sd = torch.stack(rows)
-    best = sd.min(1, keepdim=True).values
-    return nodes, sd / torch.where(best > 0, best, 1.0)
+            rows.append(a * a * C[g, j, g, j] + C[3 + g, j, 3 + g, j]
+                        - 2.0 * a * C[g, j, 3 + g, j])
+    return torch.stack(rows)
 
 
 def constrained_ranges(model, data: TraceData, spread: float = SPREAD,

@@ -247,10 +247,13 @@ def write_comparison_figures(comp, out_dir) -> dict:
     learned_label = "learned (hybrid MLP)"
     kin = [comp.fit.model]
     labels = [learned_label]
+    band = [getattr(comp.fit, "bands", None)]  # shaded around the learned curves
     if comp.truth is not None:
         kin = [comp.truth.kinetics, comp.fit.model]
         labels = [_truth_label(comp.truth.info), learned_label]
-    fig = plot_rates(kin, labels, vmin=vmin, vmax=vmax, voltages=comp.recording.voltage)
+        band = [None] + band
+    fig = plot_rates(kin, labels, vmin=vmin, vmax=vmax, voltages=comp.recording.voltage,
+                     bands=band)
     if comp.fit.constrained:  # fig.axes: the 3x3 grid row by row (rate panels at 0, 3, 6)
         mark_rate_ranges([fig.axes[0], fig.axes[3], fig.axes[6]], comp.fit.constrained)
     mark_voltage_range(fig.axes, lo, hi, label="1st–99th percentile of V", legend_loc="figure")

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..analysis.arrays import as_numpy
+from ..analysis.metrics import interpolate_bands
 from ..constants import GATES
 from ..errors import ConfigError
 from ._data import eval_rates
@@ -48,7 +49,7 @@ _KIN_COLORS = ("black", "tab:red", "tab:blue", "tab:green", "tab:orange", "tab:p
 
 def plot_rates(kinetics_list, labels: Sequence[str] | None = None, vmin: float = -100.0,
                vmax: float = 50.0, axes=None, voltages=None, not_visited=None, hist_ax=None,
-               n_points: int = 401) -> Figure:
+               n_points: int = 401, bands=None) -> Figure:
     """Rate functions of one or more kinetics sets, per gate.
 
     One row per gate (m, h, n) and three columns: alpha (solid) and beta (dashed) on a log
@@ -76,9 +77,18 @@ def plot_rates(kinetics_list, labels: Sequence[str] | None = None, vmin: float =
         Axes for the histogram when ``axes`` is given.
     n_points
         Voltages evaluated.
+    bands
+        Error bands to shade around the curves, one entry per kinetics set (a fit's
+        :attr:`~hybridhh.fitting.FitResult.bands`, or None for none), or a single dict for
+        a single kinetics set. Shaded in the set's colour where the bands reach.
     """
     if not isinstance(kinetics_list, (list, tuple)):
         kinetics_list = [kinetics_list]
+    if isinstance(bands, dict):
+        bands = [bands]
+    bands = list(bands) if bands is not None else [None] * len(kinetics_list)
+    if len(bands) != len(kinetics_list):
+        raise ConfigError(f"{len(bands)} band sets for {len(kinetics_list)} kinetics sets")
     if not kinetics_list:
         raise ConfigError("plot_rates needs at least one kinetics object")
     if labels is None:
@@ -131,6 +141,8 @@ def plot_rates(kinetics_list, labels: Sequence[str] | None = None, vmin: float =
                 ax_r.plot(V, beta[:, g], color=col, lw=lw, ls="--")
                 ax_x.plot(V, x_inf[:, g], color=col, lw=lw, label=labels[k])
                 ax_t.plot(V, tau[:, g], color=col, lw=lw)
+                if bands[k]:
+                    _shade(grid[g], V, bands[k], gate, alpha, beta, x_inf, tau, g, col)
             ax_r.set_yscale("log")
             ax_r.set_ylabel(f"α$_{gate}$, β$_{gate}$ (1/ms)")
             ax_x.set_ylabel(f"{gate}$_\\infty$")
@@ -154,6 +166,11 @@ def plot_rates(kinetics_list, labels: Sequence[str] | None = None, vmin: float =
 
         handles = [Line2D([], [], color=_KIN_COLORS[k % len(_KIN_COLORS)], lw=1.4,
                           label=labels[k]) for k in range(len(curves))]
+        shaded = [k for k, b in enumerate(bands) if b]
+        for k in shaded:
+            handles.append(Patch(color=_KIN_COLORS[k % len(_KIN_COLORS)], alpha=0.18,
+                                 label=f"{100 * bands[k].get('level', 0.9):.0f} % band"
+                                 + (f" ({labels[k]})" if len(curves) > 1 else "")))
         if not_visited:
             handles.append(Patch(color="0.88", label="not visited by the data"))
         grid[0, 1].legend(handles=handles, loc="best")
@@ -172,6 +189,18 @@ def plot_rates(kinetics_list, labels: Sequence[str] | None = None, vmin: float =
                                                      "the range)" if outside > 0 else ""))
     return fig
 
+
+def _shade(row_axes, V, bands, gate, alpha, beta, x_inf, tau, g, color) -> None:
+    """Fill the error bands of one gate around its curves (rates, x_inf, tau panels)."""
+    value = {f"alpha_{gate}": alpha[:, g], f"beta_{gate}": beta[:, g],
+             f"{gate}_inf": x_inf[:, g], f"tau_{gate}": tau[:, g]}
+    band = interpolate_bands(bands, V, value, names=list(value))
+    ax_r, ax_x, ax_t = row_axes
+    for ax, name in ((ax_r, f"alpha_{gate}"), (ax_r, f"beta_{gate}"), (ax_x, f"{gate}_inf"),
+                     (ax_t, f"tau_{gate}")):
+        lo, hi = band[name]
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        ax.fill_between(V, lo, hi, where=ok, color=color, alpha=0.18, lw=0, zorder=1)
 
 
 def mark_rate_ranges(rate_axes, ranges: dict) -> None:
