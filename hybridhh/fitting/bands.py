@@ -72,6 +72,8 @@ RESOLUTION = 0.5
 BIAS = 2.0
 #: autocorrelation lags (teacher-forcing steps) of the sandwich estimate
 MAX_LAG = 80
+#: largest half-width in log / logit space (a factor e^30 ~ 1e13: no information)
+MAX_HALF = 30.0
 
 
 def _z(level: float) -> float:
@@ -243,6 +245,9 @@ def fit_bands(model, data, *, step, adaptive, node_step, smoothness, noise=0.0,
     V = lo_v + resolution * np.arange(n)
     width = z * inflation * sd + bias * shift
     half = np.stack([np.interp(V, nodes.numpy(), w) for w in width.numpy()])
+    # at most a factor e^MAX_HALF either way: the numbers stay finite (JSON), the band
+    # still says "unknown"
+    half = np.minimum(half, MAX_HALF)
     logit, logtau = _logit_logtau(model, V)
     rows = {}
     for g, gate in enumerate(GATES):
