@@ -150,19 +150,23 @@ def stimulus_of(case: Case) -> Stimulus:
     −6 to 40 µA/cm²; ``steps_ramp``: steps from −5 to 30 and one 0→30 ramp; ``noise``: OU
     currents with means 0…8 and SD 4…10; ``chirp``: chirps of amplitude 5…12 on offsets
     0…4; ``single``: one 10 µA/cm² step from 5 ms (the published neural-ODE fitter's own
-    training trace).
+    training trace). With ``seed`` > 0 every listed amplitude is scaled by its own factor
+    in 0.75–1.25 (seeded), so seeds give other stimuli, not only other noise.
     """
     t = time_grid(case.duration, case.dt)
     T, n, rng = case.duration, case.traces, case.seed
     on, off = round(0.1 * T / case.dt) * case.dt, round(0.9 * T / case.dt) * case.dt
+    # seed 0: the amplitudes as listed; another seed scales each by a factor in 0.75-1.25
+    jitter = np.random.default_rng([rng, 3]).uniform(0.75, 1.25, size=64) if rng else np.ones(64)
     if case.family == "single":
-        return steps(t, [10.0], start=5.0)
+        return steps(t, [10.0 * jitter[0]], start=5.0)
     if case.family == "steps":
-        return steps(t, _spread(-6.0, 40.0, n), start=on, stop=off)
+        return steps(t, _spread(-6.0, 40.0, n) * jitter[:n], start=on, stop=off)
     if case.family == "steps_ramp":
-        parts = [steps(t, _spread(-5.0, 30.0, max(n - 1, 1)), start=on, stop=off)]
+        parts = [steps(t, _spread(-5.0, 30.0, max(n - 1, 1)) * jitter[:max(n - 1, 1)],
+                       start=on, stop=off)]
         if n > 1:
-            parts.append(ramp(t, 0.0, 30.0, start=on, stop=T))
+            parts.append(ramp(t, 0.0, 30.0 * jitter[n], start=on, stop=T))
         return Stimulus.concat(parts)
     if case.family == "noise":
         return Stimulus.concat([ou_noise(t, m, s, 2.0, seed=rng * 1000 + k)
@@ -171,13 +175,16 @@ def stimulus_of(case: Case) -> Stimulus:
                                                                strict=True))])
     if case.family == "chirp":
         return Stimulus.concat([chirp(t, a, 0.005, 0.15, offset=o, start=on)
-                                for a, o in zip(_spread(5.0, 12.0, n), _spread(0.0, 4.0, n),
-                                                strict=True)])
+                                for a, o in zip(_spread(5.0, 12.0, n) * jitter[:n],
+                                                _spread(0.0, 4.0, n), strict=True)])
     # mixed: the issue's 9-trace set, cycled
-    base = [steps(t, [a], start=on, stop=off) for a in (-5.0, 2.0, 5.0, 10.0, 20.0)]
-    base += [ramp(t, 0.0, 30.0, start=on, stop=off),
-             prepulse_step(t, -10.0, [7.0], prepulse_start=on, prepulse_duration=0.2 * T),
-             chirp(t, 8.0, 0.005, 0.15, start=on)]
+    j = jitter
+    base = [steps(t, [a * f], start=on, stop=off)
+            for a, f in zip((-5.0, 2.0, 5.0, 10.0, 20.0), j, strict=False)]
+    base += [ramp(t, 0.0, 30.0 * j[5], start=on, stop=off),
+             prepulse_step(t, -10.0 * j[6], [7.0 * j[7]], prepulse_start=on,
+                           prepulse_duration=0.2 * T),
+             chirp(t, 8.0 * j[8], 0.005, 0.15, start=on)]
     parts = []
     for k in range(n):
         if k % 9 == 8:

@@ -113,6 +113,14 @@ def _resolutions(count: str):
     return check
 
 
+def _kinds(where, v):
+    allowed = 'a non-empty sequence of "refined" and "generic", e.g. ["refined", "generic"]'
+    v = _sequence(where, v, allowed)
+    if not v or not all(k in ("refined", "generic") for k in v):
+        _fail(where, allowed, v)
+    return v
+
+
 def _holdout(where, v):
     allowed = ('"auto", None, a trace name or index, or a sequence of trace names and '
                'indices')
@@ -201,6 +209,23 @@ class TeacherConfig:
         A multi-start guards against an unlucky start ending in a wrong basin (its loss
         shows it). 1: no multi-start, the Adam phase runs on the model itself. Raise it if
         fits of different seeds end far apart.
+    start_kinds
+        What the multi-start's candidates start from, cycled over them: ``"refined"``
+        (the prior as stage 0 refined it) or ``"generic"`` (the generic prior before the
+        refinement). Starts that differ in kind, not only in seed: on some recordings the
+        refinement fits the two-state prior into a wrong basin (h half-inactivated 35 mV
+        too low) that every seed then inherits.
+    start_gn
+        Levenberg–Marquardt iterations (>= 0) of the Gauss–Newton stage run on each
+        candidate of the multi-start; the candidate with the lowest objective goes on.
+        0: candidates are judged by their L-BFGS loss (which does not tell the basins of
+        different kinds apart), and exactly ``starts`` run.
+    max_starts
+        With ``start_gn`` > 0, the multi-start runs at least ``starts`` candidates and
+        then more, up to this many (>= ``starts``), until the best objective is within
+        the level the quality verdict accepts (5x the loss's floor,
+        :func:`hybridhh.fitting.quality.objective_floor`): a wrong basin's objective is
+        20-50x above it.
     adam_steps
         Adam steps (>= 0) from the generic start, on a Cauchy loss; 0: no Adam phase.
     adam_lr
@@ -253,6 +278,9 @@ class TeacherConfig:
     """
 
     starts: int = 2
+    start_kinds: tuple = ("refined", "generic")
+    start_gn: int = 8
+    max_starts: int = 6
     adam_steps: int = 300
     adam_lr: float = 3e-3
     adam_dt: float = 0.08
@@ -272,6 +300,9 @@ class TeacherConfig:
     def __post_init__(self):
         _check_fields(self, "teacher", {
             "starts": _integer(1),
+            "start_kinds": _kinds,
+            "start_gn": _integer(0),
+            "max_starts": _integer(1),
             "adam_steps": _integer(0),
             "adam_lr": _number(0, strict=True),
             "adam_dt": _number(0, unit="ms"),
@@ -288,6 +319,9 @@ class TeacherConfig:
             "lbfgs_restart": _integer(0),
             "window": _integer(1),
         })
+        if self.max_starts < self.starts:
+            raise ConfigError(f"teacher.max_starts ({self.max_starts}) must be >= "
+                              f"teacher.starts ({self.starts}); raise max_starts")
         if self.adaptive is not None and self.window != 1:
             raise ConfigError(f"teacher.adaptive needs teacher.window == 1 (got "
                               f"adaptive={self.adaptive}, window={self.window}); set "

@@ -193,7 +193,7 @@ def objective_floor(model, tf: TeacherForcing, noise: float, along_path: bool = 
     noise_floor = 0.0 if along_path else 2.0 * float(noise) ** 2 * w2 / tf.scale
     yardstick = "reference"
     disc = _own_loss(reference_kinetics(tf.data.bio), tf)
-    if disc is None:
+    if disc is None and model is not None:
         yardstick = "model"
         disc = _own_loss(model, tf)
     return {"noise": noise_floor, "discretisation": disc,

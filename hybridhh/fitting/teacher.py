@@ -313,9 +313,12 @@ def phases(model: RateMLP, train: TraceData, config: FitConfig, losses: TeacherL
         # multi-start: each candidate runs the Adam phase and the first L-BFGS resolution
         # (where a wrong basin shows as a loss 10-100x higher); the best one goes on
         first = lbfgs.pop(0)[1] if lbfgs else None
+        judged = bool(t.start_gn and t.gauss_newton)
         out.append(Phase("teacher/starts", params,
                          partial(_candidate, model=model, train=train, config=config,
-                                 losses=losses, first=first), t.starts, "select"))
+                                 losses=losses, first=first),
+                         t.max_starts if judged else t.starts, "select",
+                         options={"enough": _enough(train, config, losses)} if judged else {}))
     elif t.adam_steps:
         out.append(Phase("teacher/adam", params,
                          partial(_loss, losses, model, train.stride(t.adam_dt), None, t.robust),
@@ -340,6 +343,29 @@ def phases(model: RateMLP, train: TraceData, config: FitConfig, losses: TeacherL
     return out
 
 
+def _enough(train: TraceData, config: FitConfig, losses: TeacherLosses):
+    """The multi-start's stopping rule: ``enough(best, done)`` is true once ``done`` >=
+    ``config.teacher.starts`` candidates ran and the best Gauss–Newton objective is within
+    :data:`~hybridhh.fitting.quality.OBJECTIVE_SUSPECT` times the loss's floor (noise plus
+    discretisation, :func:`~hybridhh.fitting.quality.objective_floor`): the level the
+    quality verdict accepts. Until then more candidates run, up to ``max_starts``."""
+    t = config.teacher
+    floor: list[float] = []
+
+    def enough(best: float, done: int) -> bool:
+        if done < t.starts:
+            return False
+        if not floor:  # once, when first needed (a resumed fit computes the same)
+            from .quality import OBJECTIVE_SUSPECT, objective_floor
+
+            tf = losses(train.stride(float(t.gauss_newton[0][0])), t.adaptive)
+            f = objective_floor(None, tf, train.noise_estimate())["floor"]
+            floor.append(OBJECTIVE_SUSPECT * f if f > 0 else 0.0)
+        return best <= floor[0]
+
+    return enough
+
+
 def _lbfgs_options(t) -> dict:
     return {"max_iter": t.lbfgs_max_iter, "history_size": t.lbfgs_history}
 
@@ -352,11 +378,23 @@ def _loss(losses: TeacherLosses, model, stride: int, adaptive, robust, step: int
 def _candidate(k: int, *, model, train: TraceData, config: FitConfig, losses: TeacherLosses,
                first) -> tuple[float, dict]:
     """Candidate ``k`` of the multi-start: a fresh MLP on ``model``'s prior (seed
-    ``config.seed + 1000 k``), the Adam phase, then the first L-BFGS resolution
-    ``first`` = (step ms, steps) if there is one; returns (its loss, its state)."""
+    ``config.seed + 1000 k``), started from the curves of its kind
+    (``config.teacher.start_kinds``, cycled: ``"refined"`` the model's own prior,
+    ``"generic"`` the generic prior before stage 0 refined it), the Adam phase, then the
+    first L-BFGS resolution ``first`` = (step ms, steps) if there is one, then, with
+    ``config.teacher.start_gn`` > 0 and a Gauss–Newton stage, that many
+    Levenberg–Marquardt iterations on its table; returns (the last of these objectives,
+    the MLP's state). Candidates of different kinds are compared on the Gauss–Newton
+    objective: the L-BFGS loss does not tell their basins apart."""
     t = config.teacher
     cand = build_model(train, dataclasses.replace(config, seed=config.seed + 1000 * k),
                        model.prior)
+    kind = t.start_kinds[k % len(t.start_kinds)]
+    if kind == "generic":  # the generic prior's curves, carried by an MLP on this prior
+        nodes = voltage_nodes(train.V, t.gn_node_step)
+        with torch.no_grad():
+            goal = NodeTable(nodes, curves(build_model(train, config), nodes))
+        distill(cand, goal, t.distill_iter)
     opt = make_optimizer("adam", cand.parameters(), t.adam_lr)
     tf = losses(train.stride(t.adam_dt))
     for _ in range(t.adam_steps):
@@ -381,6 +419,14 @@ def _candidate(k: int, *, model, train: TraceData, config: FitConfig, losses: Te
             opt.step(closure)
             if not all(torch.isfinite(p).all() for p in cand.parameters()):
                 return float("inf"), cand.state_dict()
+    if t.start_gn and t.gauss_newton:
+        nodes = voltage_nodes(train.V, t.gn_node_step)
+        with torch.no_grad():
+            table = NodeTable(nodes, curves(cand, nodes))
+        gn = losses(train.stride(float(t.gauss_newton[0][0])), t.adaptive)
+        value, _ = levenberg_marquardt(gn, table, t.start_gn, t.gn_smoothness,
+                                       geodesic=t.gn_geodesic)
+        return value, cand.state_dict()
     with torch.no_grad():
         return float(tf.loss(cand)), cand.state_dict()
 

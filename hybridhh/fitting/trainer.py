@@ -217,6 +217,9 @@ class Trainer:
             bar.set_postfix(loss=f"{value:.3e}", best=f"{self.best_loss:.3e}")
             bar.update(1)
             self._save_last()
+            enough = phase.options.get("enough")
+            if enough is not None and enough(self.best_loss, self.step):
+                break  # the phase's own stopping rule (e.g. a good enough candidate)
         bar.close()
         if not math.isfinite(self.best_loss):
             raise FloatingPointError(f"{phase.name}: no candidate gave a finite loss")
