@@ -481,3 +481,56 @@ def test_prior_refinement_survives_nan_losses(tiny_recording, monkeypatch):
     refined, value = refine_prior(tf, prior, starts=3, iterations=20, seed=0)
     assert calls["n"] > 5 and np.isfinite(value)
     assert all(np.isfinite(v) for v in refined.V_half + refined.slope + refined.tau_max)
+
+
+@pytest.mark.parametrize("values, ran, best", [([3.0, 0.5, 0.1, 0.1, 0.1, 0.1], 2, 0.5),
+                                              ([3.0, 2.0, 5.0, 4.0, 6.0, 7.0], 6, 2.0),
+                                              ([0.1, 3.0, 0.1, 0.1, 0.1, 0.1], 2, 0.1)])
+def test_a_select_phase_stops_once_its_rule_says_enough(values, ran, best):
+    """The multi-start's stopping rule (teacher.max_starts): at least 2 candidates, then
+    more only while the best is above the level (here 1.0); the best one is kept."""
+    from hybridhh.fitting.trainer import Phase, Trainer
+
+    model = torch.nn.Linear(1, 1)
+    seen = []
+
+    def candidate(k):
+        seen.append(k)
+        with torch.no_grad():
+            state = {n: torch.full_like(p, float(k)) for n, p in model.state_dict().items()}
+        return values[k], state
+
+    phase = Phase("starts", model.parameters, candidate, len(values), "select",
+                  options={"enough": lambda b, done: done >= 2 and b <= 1.0})
+    Trainer(model, [phase], quiet=True).run()
+    assert seen == list(range(ran))
+    assert float(model.weight.detach()) == values.index(best)
+
+
+def test_a_generic_candidate_starts_from_the_generic_prior(tiny_recording):
+    """teacher.start_kinds: a "generic" candidate is an MLP on the refined prior carrying
+    the generic prior's curves (distilled), a "refined" one is the refined prior itself."""
+    from hybridhh.fitting.gauss_newton import curves
+    from hybridhh.fitting.model import generic_prior
+    from hybridhh.fitting.teacher import TeacherLosses, _candidate
+    from hybridhh.learned import GatePrior
+
+    data = TraceData.from_recording(tiny_recording)
+    cfg = _quick().updated({"teacher": {"adam_steps": 0, "start_gn": 0,
+                                        "start_kinds": ["refined", "generic"]}})
+    g = generic_prior(data, cfg)
+    refined = GatePrior(V_half=tuple(v - 20.0 for v in g.V_half), slope=g.slope,
+                        tau_max=g.tau_max)
+    model = build_model(data, cfg, refined)
+    losses = TeacherLosses(data, 1, {})
+    V = torch.linspace(-90.0, 30.0, 61, dtype=torch.float64)
+    want = {"refined": curves(model, V), "generic": curves(build_model(data, cfg), V)}
+    for k, kind in enumerate(("refined", "generic")):
+        _, state = _candidate(k, model=model, train=data, config=cfg, losses=losses,
+                              first=None)
+        cand = build_model(data, cfg, refined)
+        cand.load_state_dict(state)
+        with torch.no_grad():
+            got = curves(cand, V)
+        other = want["generic" if kind == "refined" else "refined"]
+        assert (got - want[kind]).abs().max() < 0.05 * (other - want[kind]).abs().max(), kind

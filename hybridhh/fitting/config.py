@@ -222,8 +222,8 @@ class TeacherConfig:
         different kinds apart), and exactly ``starts`` run.
     max_starts
         With ``start_gn`` > 0, the multi-start runs at least ``starts`` candidates and
-        then more, up to this many (>= ``starts``), until the best objective is within
-        the level the quality verdict accepts (5x the loss's floor,
+        then more, up to this many (``starts`` where that is more), until the best
+        objective is within the level the quality verdict accepts (5x the loss's floor,
         :func:`hybridhh.fitting.quality.objective_floor`): a wrong basin's objective is
         20-50x above it.
     adam_steps
@@ -319,9 +319,6 @@ class TeacherConfig:
             "lbfgs_restart": _integer(0),
             "window": _integer(1),
         })
-        if self.max_starts < self.starts:
-            raise ConfigError(f"teacher.max_starts ({self.max_starts}) must be >= "
-                              f"teacher.starts ({self.starts}); raise max_starts")
         if self.adaptive is not None and self.window != 1:
             raise ConfigError(f"teacher.adaptive needs teacher.window == 1 (got "
                               f"adaptive={self.adaptive}, window={self.window}); set "

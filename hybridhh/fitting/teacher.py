@@ -317,7 +317,7 @@ def phases(model: RateMLP, train: TraceData, config: FitConfig, losses: TeacherL
         out.append(Phase("teacher/starts", params,
                          partial(_candidate, model=model, train=train, config=config,
                                  losses=losses, first=first),
-                         t.max_starts if judged else t.starts, "select",
+                         max(t.max_starts, t.starts) if judged else t.starts, "select",
                          options={"enough": _enough(train, config, losses)} if judged else {}))
     elif t.adam_steps:
         out.append(Phase("teacher/adam", params,
