@@ -16,10 +16,13 @@ The checks (limits: the module constants below):
     Stage 1's teacher-forcing objective of the teacher-stage model, at the Gauss–Newton
     stage's step (along the denoised path where stage 1b made one), as a ratio to its
     floor: the noise floor (white noise of SD ``noise`` on V gives increments of variance
-    2 noise², over the loss's normalisation) plus the model's own discretisation floor
-    (the same loss on the model's own noise-free free run at a quarter of the sample
-    step: what a model that is exactly right would leave). A right basin sits near its
-    floor (ratio ~1 on the suite's clean 0.025 ms cases); a wrong basin 30–100× above.
+    2 noise², over the loss's normalisation) plus a discretisation floor: the same loss
+    of squid-axon kinetics at the cell's temperature (:func:`reference_kinetics`) on their
+    own noise-free free run under the recorded stimuli at a quarter of the sample step
+    (what kinetics exactly right for their data leave at this sampling; a yardstick, not
+    the cell's own kinetics, and the fitted model's own where the reference diverges).
+    A right basin sits near its floor (ratio ~1 on the suite's clean 0.025 ms cases); a
+    wrong basin 30–100× above.
     At coarse sampling (0.1 ms) the floor itself is as high as a wrong basin's loss and
     the check has little power (the free run decides).
 ``path``
