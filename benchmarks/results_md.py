@@ -56,6 +56,8 @@ def num(x, fmt: str = ".3g", unit: str = "") -> str:
     """A number with ``fmt`` and an optional unit (``-`` for a missing value)."""
     if x is None:
         return "-"
+    if unit == "mV" and not abs(x) < 1e3:  # a free run that left the physiological range
+        return "diverged"
     return f"{x:{fmt}}" + (f" {unit}" if unit else "")
 
 
