@@ -147,7 +147,7 @@ def test_suite_rows_are_read_from_the_json(results_md, tmp_path):
         "steps, 0.05 ms, 7 × 200 ms, 22 °C, modern, clean, g_Na 90, g_K 30, g_L 0.2, E_L -60")
     assert _cells(text, "noise 1 mV")[1].endswith("modern, noise 1 mV")
     assert _cells(text, "single 50 ms")[1].startswith("single, 0.1 ms, 1 × 50 ms")
-    assert _cells(text, "single 50 ms")[7] == "inf mV"
+    assert _cells(text, "single 50 ms")[7] == "diverged"
     assert _cells(text, "single 50 ms")[9] == "NO"
     error = _cells(text, "hh1952")
     assert error[1].endswith("hh1952, clean") and error[2] == "error: `RuntimeError('a \\| b')`"
