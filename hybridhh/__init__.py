@@ -42,6 +42,7 @@ _PUBLIC = {
     "FitResult": "hybridhh.fitting",
     "load_fit": "hybridhh.fitting",
     "free_run": "hybridhh.fitting",
+    "predict": "hybridhh.prediction",
     # analysis
     "compare": "hybridhh.analysis",
     "write_report": "hybridhh.report",
