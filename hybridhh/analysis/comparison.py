@@ -20,6 +20,11 @@ and the recording it was fitted to, and measures
   ``max_shift`` ms: mean and maximum absolute time difference (ms), missed and extra
   spikes, traces whose spike count differs.
 
+Without a truth, or for another recording of the cell (``data=``), it also measures the
+fitted cell's prediction against the measured traces feature by feature
+(:mod:`hybridhh.analysis.data_comparison`: spike count, first-spike latency, coincidence
+factor, subthreshold V RMSE, eFEL's spike and subthreshold features).
+
 With ``write=True`` it writes ``compare.json`` and PNG figures
 (:func:`hybridhh.plotting.write_comparison_figures`) into ``RUN_DIR/compare/`` (or
 ``out``). The truth is a *name* of a built-in kinetics set (``"hh_modern"``,
@@ -48,6 +53,7 @@ from .truth import TruthSpec, resolve_truth
 __all__ = [
     "COMPARE_DIR",
     "COMPARE_JSON",
+    "DATA_FIGURE",
     "Comparison",
     "FreeRun",
     "compare",
@@ -55,6 +61,7 @@ __all__ = [
     "load_comparison",
     "load_run",
     "summary_lines",
+    "data_summary_lines",
     "wide_voltage_range",
 ]
 
@@ -62,6 +69,8 @@ __all__ = [
 COMPARE_DIR = "compare"
 #: Name of the metrics file.
 COMPARE_JSON = "compare.json"
+#: Figure key -> (file name, title) of the prediction of another recording (``data=``).
+DATA_FIGURE = {"data": ("data_prediction.png", "Predicted vs measured V of another recording")}
 
 @dataclass
 class FreeRun:
@@ -123,7 +132,10 @@ class Comparison:
         Where files were written (None with ``write=False``).
     figures : dict
         Figure key -> file (``rates``, ``kinetics_error``, ``free_run_train``,
-        ``free_run_holdout``, ``training``; those that apply).
+        ``free_run_holdout``, ``training``, ``data``; those that apply).
+    data : DataComparison or None
+        The prediction of measured traces without a truth
+        (:func:`~hybridhh.analysis.data_comparison.data_comparison`), or None.
     """
 
     run_dir: Path
@@ -135,6 +147,7 @@ class Comparison:
     holdout: FreeRun | None
     out_dir: Path | None = None
     figures: dict = field(default_factory=dict)
+    data: object = None
 
     @property
     def kinetics(self) -> dict | None:
@@ -195,7 +208,7 @@ def _load_recording(run_dir: Path, cfg: dict, recording, truth):
 
 def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float | None = None,
             method: str = "rk4", max_shift: float = MAX_SPIKE_SHIFT, floor: bool = True,
-            write: bool = True, figures: bool = True) -> Comparison:
+            write: bool = True, figures: bool = True, data=None) -> Comparison:
     """Compare the fit in ``run_dir`` with a reference kinetics set and with the recording.
 
     Parameters
@@ -227,6 +240,11 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
         Write ``compare.json`` (and figures) into the output directory.
     figures
         Make the figures (only with ``write``).
+    data
+        Another recording of the same cell (object or file; another protocol, other
+        sweeps, no truth needed): the fitted cell predicts it (:func:`hybridhh.predict`)
+        and ``metrics["data"]`` holds its features predicted vs measured. Without it, a
+        comparison without a truth measures the same on the fitted traces.
 
     Returns
     -------
@@ -246,7 +264,9 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
         and ``holdout``: ``traces``, ``rmse`` (mV), ``rmse_per_trace``, ``rmse_floor`` (mV,
         the reference re-simulated, or None), ``rmse_clean`` (mV, against the noise-free V
         when the file has it), ``spikes`` (:func:`spike_metrics`)), ``fit`` (the run's
-        result summary), ``figures`` (key -> file name), ``warnings``, ``request`` and
+        result summary), ``data`` (the prediction of measured traces,
+        :func:`~hybridhh.analysis.data_comparison.data_comparison`, or None with a truth
+        and no ``data``), ``figures`` (key -> file name), ``warnings``, ``request`` and
         ``elapsed`` (s).
 
     Raises
@@ -260,10 +280,13 @@ def compare(run_dir, truth=None, out=None, *, recording=None, temperature: float
     run_dir = Path(run_dir)
     warnings: list[str] = []
     res, rec, spec = _inputs(run_dir, truth, recording, temperature, warnings)
-    runs = _free_runs(res, rec, spec, method, floor, warnings)
+    runs = _free_runs(run_dir, res, rec, spec, method, floor, warnings)
+    dc = _data(run_dir, res, rec, spec, data, method, runs, warnings)
     metrics = _metrics(run_dir, res, rec, spec, runs, max_shift, warnings)
+    metrics["data"] = None if dc is None else dc.metrics
     metrics["request"] = _request(run_dir, rec, spec, temperature, method, max_shift)
-    comp = Comparison(run_dir, metrics, res, rec, spec, runs.train, runs.holdout)
+    metrics["request"]["data"] = None if dc is None or not dc.other else dc.measured.path
+    comp = Comparison(run_dir, metrics, res, rec, spec, runs.train, runs.holdout, data=dc)
     if write:
         _write(comp, Path(out) if out is not None else run_dir / COMPARE_DIR, figures, t_start)
     else:
@@ -305,13 +328,14 @@ class _FreeRuns:
     holdout: FreeRun | None
 
 
-def _free_runs(res, rec, spec: TruthSpec | None, method: str, floor: bool,
+def _free_runs(run_dir: Path, res, rec, spec: TruthSpec | None, method: str, floor: bool,
                warnings: list) -> _FreeRuns:
     """Free runs of the fitted model (and, with ``floor``, of the truth) on all traces in
-    one batch, split into training and held-out traces."""
-    from ..fitting.data import TraceData
+    one batch, split into training and held-out traces; the cell is the run's
+    (:func:`hybridhh.prediction.fitted_cell`: a current in pA scaled by its C_total)."""
+    from ..prediction import cell_trace_data, fitted_cell
 
-    data = TraceData.from_recording(rec)
+    data = cell_trace_data(fitted_cell(run_dir), rec)
     V_rest = data.resting_estimate()
     used, V_model, g_model = _model_run(res.model, data, method, warnings)
     V_floor = _floor_run(spec, data, used, rec, warnings) if spec is not None and floor else None
@@ -329,6 +353,24 @@ def _free_runs(res, rec, spec: TruthSpec | None, method: str, floor: bool,
 
     return _FreeRuns(used, V_rest, spike_threshold(V_rest), split(res.train_traces),
                      split(res.holdout_traces))
+
+
+def _data(run_dir: Path, res, rec, spec: TruthSpec | None, data, method: str,
+          runs: _FreeRuns, warnings: list):
+    """The prediction of measured traces (:func:`data_comparison`): of ``data`` when
+    given, else of the fitted traces when there is no truth; None otherwise."""
+    from .data_comparison import data_comparison
+
+    if data is not None:
+        return data_comparison(run_dir, data, model=res.model, method=method,
+                               warnings=warnings)
+    if spec is not None:
+        return None
+    splits = {**{n: "train" for n in res.train_traces},
+              **{n: "holdout" for n in res.holdout_traces}}
+    return data_comparison(run_dir, rec, model=res.model, method=runs.method,
+                           threshold=runs.threshold, splits=splits, other=False,
+                           warnings=[])  # the free runs above made the same notes
 
 
 def _model_run(model, data, method: str, warnings: list):
@@ -458,9 +500,29 @@ def _write(comp: Comparison, out_dir: Path, figures: bool, t_start: float) -> No
         from ..plotting.comparison import write_comparison_figures
 
         comp.figures = write_comparison_figures(comp, out_dir)
+        if comp.data is not None and comp.data.other:
+            comp.figures["data"] = _data_figure(comp, out_dir)
         comp.metrics["figures"] = {k: p.name for k, p in comp.figures.items()}
     comp.metrics["elapsed"] = time.perf_counter() - t_start
     _write_json(out_dir / COMPARE_JSON, comp.metrics)
+
+
+def _data_figure(comp: Comparison, out_dir: Path) -> Path:
+    """Measured (black) and predicted (red) V of the ``data`` recording, up to four traces
+    (:func:`hybridhh.plotting.plot_free_run`)."""
+    from ..plotting import plot_free_run, save_figure
+
+    d = comp.data
+    names = list(d.measured.trace_names)
+    B = len(names)
+    idx = list(range(B)) if B <= 4 else sorted({int(round(k)) for k in np.linspace(0, B - 1, 4)})
+    fig = plot_free_run(d.measured.time - d.measured.time[0], d.measured.voltage,
+                        d.predicted.voltage, names=names, traces=idx,
+                        threshold=d.metrics["threshold"],
+                        title=f"fitted cell ({d.metrics['method']}) under the stimuli of "
+                              f"{Path(d.measured.path or 'the data').name}: measured black, "
+                              "predicted red")
+    return save_figure(fig, out_dir / DATA_FIGURE["data"][0])
 
 
 # --- files ------------------------------------------------------------------------------
@@ -574,6 +636,42 @@ def summary_lines(metrics: dict) -> list[str]:
                      f"{sp['matched']} matched, mean |dt| {_ms(sp['mean_abs'])}, max |dt| "
                      f"{_ms(sp['max_abs'])}; {sp['count_mismatch']} trace(s) with a "
                      "different spike count")
+    lines += data_summary_lines(metrics.get("data"))
     for w in metrics.get("warnings", []):
         lines.append(f"warning: {w}")
+    return lines
+
+
+def _g(x, fmt: str = ".3g", unit: str = "") -> str:
+    return "-" if x is None else f"{x:{fmt}}" + (f" {unit}" if unit else "")
+
+
+def data_summary_lines(d: dict | None) -> list[str]:
+    """Plain-text lines of a comparison's ``data`` section (predicted vs measured)."""
+    if not d:
+        return []
+    s = d["summary"]
+    what = (f"{d['recording'] or 'the data'}" if d.get("other")
+            else "the fitted traces (no truth)")
+    before, after = d["spike_window"]
+    lines = [f"predicted vs measured on {what} ({s['n_traces']} trace(s), {d['method']}; "
+             f"cell from {d['cell']['source']}"
+             + (f", C_total {d['cell']['C_total']:.4g} pF" if d["cell"].get("C_total") else "")
+             + "):",
+             f"  spike count mean |dn| {_g(s['spike_count_abs_diff'])}; coincidence factor "
+             f"(D {d['delta']:g} ms) {_g(s['coincidence'])} mean, {_g(s['coincidence_min'])} "
+             f"min over {s['n_spiking']} spiking trace(s); first-spike latency mean |d| "
+             f"{_g(s['latency_abs_diff'], '.3g', 'ms')}",
+             f"  subthreshold V RMSE {_g(s['subthreshold_rmse'], '.3f', 'mV')} mean, "
+             f"{_g(s['subthreshold_rmse_max'], '.3f', 'mV')} max (spikes cut -{before:g} .. "
+             f"+{after:g} ms); feature median relative error "
+             + ("-" if s["feature_relative_error_median"] is None
+                else f"{100 * s['feature_relative_error_median']:.1f} %")
+             + ("" if d.get("efel") else " (eFEL not installed)")]
+    for r in d["per_trace"]:
+        m, p = r["measured"], r["predicted"]
+        lines.append(f"    {r['name']}: spikes {m['spike_count']} measured / {p['spike_count']} "
+                     f"predicted, latency {_g(m['latency'], '.1f')} / {_g(p['latency'], '.1f')} "
+                     f"ms, coincidence {_g(r['coincidence'], '.2f')}, subthreshold RMSE "
+                     f"{_g(r['subthreshold_rmse'], '.2f', 'mV')}")
     return lines
