@@ -241,7 +241,8 @@ def efel_features(time, voltage, windows, threshold: float, units: str = "uA/cm^
         averaged over the spikes, None where eFEL cannot compute one (no spike, fewer than
         four spikes for the ISI CV, a depolarising or non-step stimulus for the sag, a step
         with spikes for the input resistance). eFEL interpolates to ``interp_step`` = the
-        recording's step.
+        recording's step; a stimulus lasting to the last sample ends one step earlier for
+        eFEL (it needs a sample after ``stim_end``).
     """
     efel = _efel()
     if efel is None:
@@ -254,8 +255,11 @@ def efel_features(time, voltage, windows, threshold: float, units: str = "uA/cm^
     for v, w in zip(V, windows, strict=True):
         t0 = float(t[0]) if w is None else w["start"] - float(time[0])
         t1 = float(t[-1]) if w is None else w["end"] - float(time[0])
+        # eFEL needs a sample at or after stim_end on its interpolated grid, which may end
+        # just short of the last sample: a stimulus lasting to the end stops one step early
+        t1 = min(t1, float(t[-1]) - dt)
         if not t1 > t0:
-            t0, t1 = float(t[0]), float(t[-1])
+            t0, t1 = float(t[0]), float(t[-1]) - dt
         traces.append({"T": t, "V": v, "stim_start": [t0], "stim_end": [t1]})
         steps.append(w if w is not None and w["step"] else None)
     names = sorted({spec[0] for spec in FEATURES.values()} | {"peak_time"})
@@ -277,7 +281,7 @@ def efel_features(time, voltage, windows, threshold: float, units: str = "uA/cm^
                 row[key] = None
                 continue
             x = float(np.mean(x)) if how == "mean" else float(x[0])
-            if key == "sag" and step is None:
+            if key == "sag" and (step is None or step["amplitude"] >= 0):
                 x = None
             elif key == "input_resistance":
                 x = (None if step is None or spiking or step["amplitude"] == 0
