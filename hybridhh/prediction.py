@@ -30,8 +30,8 @@ import numpy as np
 from .biophysics import Biophysics
 from .errors import ConfigError, RecordingError, RunDirError, SimulationError
 
-__all__ = ["FittedCell", "fitted_cell", "predict", "predict_cell", "cell_trace_data", "DENSITY",
-           "PA"]
+__all__ = ["FittedCell", "fitted_cell", "predict", "predict_cell", "cell_trace_data",
+           "as_recording", "DENSITY", "PA"]
 
 #: The current units a recording may state (``Recording.current_units``).
 DENSITY = "uA/cm^2"
@@ -141,7 +141,9 @@ def cell_trace_data(cell: FittedCell, rec, dtype=None):
                                  rec.trace_names, dtype=dtype or torch.float64)
 
 
-def _recording(data):
+def as_recording(data):
+    """``data`` as a :class:`~hybridhh.recording.Recording`: itself, or the file it names
+    read (:class:`RecordingError` naming the file for one that is not a recording)."""
     from .recording import Recording, read_recording
 
     if isinstance(data, Recording):
@@ -228,7 +230,7 @@ def predict(run_dir, data, *, out=None, method: str = "rk4", warnings: list | No
     get_integrator(method)  # a bad name fails before any work
     run_dir = rd.check_run_dir(run_dir, need=(rd.CONFIG, rd.MODEL, rd.RESULT))
     cell = fitted_cell(run_dir)
-    rec = _recording(data)
+    rec = as_recording(data)
     cell_trace_data(cell, rec)  # ConfigError for pA without C_total: before the model
     if model is None:
         from .fitting import load_model

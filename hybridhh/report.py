@@ -39,7 +39,7 @@ REPORT_NAME = "report.html"
 
 
 def write_report(run_dir, truth=None, out=None, *, recording=None, method: str = "rk4",
-                 max_shift: float = MAX_SPIKE_SHIFT, reuse: bool = True) -> Path:
+                 max_shift: float = MAX_SPIKE_SHIFT, reuse: bool = True, data=None) -> Path:
     """Write the HTML report of the fit in ``run_dir``.
 
     Parameters
@@ -58,7 +58,11 @@ def write_report(run_dir, truth=None, out=None, *, recording=None, method: str =
         :func:`~hybridhh.compare`.
     reuse
         Reuse ``RUN_DIR/compare`` when it was made for this model with the same truth,
-        integrator and spike window, and all its figures exist; else compare afresh.
+        integrator, spike window and ``data``, and all its figures exist; else compare
+        afresh.
+    data
+        Another recording of the cell (file or object): its prediction, feature by feature
+        (:func:`~hybridhh.compare`'s ``data``), gets a section of its own.
 
     Returns
     -------
@@ -70,10 +74,10 @@ def write_report(run_dir, truth=None, out=None, *, recording=None, method: str =
     run_dir = Path(run_dir)
     fit = load_run(run_dir)  # RunDirError for a bad run directory, before any work
     cmp_dir = run_dir / COMPARE_DIR
-    metrics = _reusable(cmp_dir, run_dir, truth, method, max_shift) if reuse else None
+    metrics = _reusable(cmp_dir, run_dir, truth, method, max_shift, data) if reuse else None
     if metrics is None:
         metrics = compare(run_dir, truth, cmp_dir, recording=recording, method=method,
-                          max_shift=max_shift).metrics
+                          max_shift=max_shift, data=data).metrics
     figures = {k: cmp_dir / name for k, name in metrics.get("figures", {}).items()}
     config = rd.load_json(run_dir / rd.CONFIG)
     page = render_report(metrics, figures, fit, config)
@@ -81,7 +85,8 @@ def write_report(run_dir, truth=None, out=None, *, recording=None, method: str =
     return atomic_write_text(out, page)
 
 
-def _reusable(cmp_dir: Path, run_dir: Path, truth, method, max_shift) -> dict | None:
+def _reusable(cmp_dir: Path, run_dir: Path, truth, method, max_shift, data=None
+              ) -> dict | None:
     from .fitting import rundir as rd
 
     if not (cmp_dir / COMPARE_JSON).is_file():
@@ -92,11 +97,13 @@ def _reusable(cmp_dir: Path, run_dir: Path, truth, method, max_shift) -> dict | 
         return None
     req = m.get("request", {})
     spec = None if truth is None else str(truth)
-    if not isinstance(truth, (str, Path, type(None))):
-        return None  # a kinetics object: always compare afresh
+    if not isinstance(truth, (str, Path, type(None))) or not isinstance(data, (str, Path,
+                                                                              type(None))):
+        return None  # a kinetics or Recording object: always compare afresh
     same = (req.get("truth") == spec and req.get("method") == method
             and req.get("temperature") is None and req.get("max_shift") == max_shift
-            and req.get("model_sha256") == file_digest(rd.model_file(run_dir)))
+            and req.get("model_sha256") == file_digest(rd.model_file(run_dir))
+            and req.get("data") == (None if data is None else str(data)))
     figs = m.get("figures", {})
     if not same or not figs or not all((cmp_dir / f).is_file() for f in figs.values()):
         return None
@@ -567,6 +574,10 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
                                                which=_CAPTIONS[key])
             parts.append(_figure(figures[key], COMPARISON_FIGURES[key][1], cap))
 
+    # --- measured traces without a truth: predicted vs measured features
+    if metrics.get("data"):
+        parts.append(_data_section(metrics["data"], figures))
+
     # --- training
     parts.append("<h2>4. Training</h2>")
     parts.append(f"<p>Total optimisation time {_num(fit.elapsed, '.1f', 's')} "
@@ -599,6 +610,92 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>"
             + "\n".join(parts) + "</main></body></html>\n")
+
+
+_CELL_UNITS = {"C_total": "pF", "C_m": "µF/cm²", "g_Na": "mS/cm²", "g_K": "mS/cm²",
+               "g_L": "mS/cm²", "E_Na": "mV", "E_K": "mV", "E_L": "mV", "temperature": "°C"}
+
+#: Report label of each feature of :data:`hybridhh.analysis.features.FEATURES`.
+_FEATURE_LABELS = {"AP_amplitude": "AP amplitude (mV)", "AP_half_width": "half width (ms)",
+                   "AHP_depth": "AHP depth (mV)", "ISI_CV": "ISI CV",
+                   "sag": "sag (mV)", "input_resistance": "R<sub>in</sub>"}
+
+
+def _pair(m, p, fmt: str = ".3g") -> str:
+    return f"{_num(m, fmt)} / {_num(p, fmt)}"
+
+
+def _data_section(d: dict, figures: dict) -> str:
+    """The section of a comparison's ``data`` (:mod:`hybridhh.analysis.data_comparison`):
+    the cell parameters, the summary, per-trace spikes and subthreshold error, the eFEL
+    features measured / predicted, and the figure of another recording."""
+    from .analysis.comparison import DATA_FIGURE
+
+    s = d["summary"]
+    before, after = d["spike_window"]
+    what = (f"the recording <code>{_e(d.get('recording'))}</code>" if d.get("other")
+            else "the fitted traces (there is no truth to compare the rates with)")
+    out = ["<h2>3b. Predicted vs measured: spikes, subthreshold V and features</h2>",
+           f"<p>The fitted cell driven by the injected current of {what}, on its time grid from "
+           f"its first sample (<b>{_e(d['method'])}</b>; V starts at the recorded V, the gates "
+           "at their steady state there). Spikes are upward crossings of "
+           f"<b>{d['threshold']:.1f} mV</b> in both traces; the first-spike latency counts "
+           "from the onset of the stimulus, read from the current. The coincidence factor Γ "
+           f"(Kistler et al. 1997; Δ = {d['delta']:g} ms) is 1 for identical spike trains and "
+           "about 0 for a Poisson train of the predicted rate; the subthreshold RMSE leaves "
+           f"out {before:g} ms before to {after:g} ms after every spike of either trace. "
+           "AP amplitude (from the spike onset), half width, AHP depth (below the pre-stimulus "
+           "base), ISI CV (without the first ISI), sag (hyperpolarising steps) and R<sub>in"
+           "</sub> (steps without spikes; MΩ for pA, kΩ·cm² for µA/cm²) are eFEL's"
+           + ("" if d.get("efel") else " — <b>eFEL is not installed</b>, so they are missing "
+              "(<code>pip install 'hybridhh[features]'</code>)") + ".</p>"]
+    cell = d.get("cell") or {}
+    out.append("<h3>Cell parameters of the prediction</h3>")
+    out.append(_kv([(n, _e(f"{cell[n]:.4g} {u}")) for n, u in _CELL_UNITS.items()
+                    if cell.get(n) is not None]
+                   + [("from", _e({"result.json": "the fit (result.json)",
+                                   "config.json": "the recording the run was fitted to "
+                                                  "(config.json)"}.get(cell.get("source"),
+                                                                       cell.get("source"))))]))
+    groups = [("all", s)] + list((d.get("summary_by_split") or {}).items())
+    head = ("<tr><th class='l'>traces</th><th>n</th><th>spiking</th><th>mean |Δn|</th>"
+            "<th>Γ mean</th><th>Γ min</th><th>mean |Δ latency|</th>"
+            "<th>subthreshold RMSE mean</th><th>max</th><th>feature median rel. error</th></tr>")
+    rows = [f"<tr><td class='l'>{_e(name)}</td><td>{g['n_traces']}</td><td>{g['n_spiking']}</td>"
+            f"<td>{_num(g['spike_count_abs_diff'], '.2f')}</td>"
+            f"<td><b>{_num(g['coincidence'], '.2f')}</b></td>"
+            f"<td>{_num(g['coincidence_min'], '.2f')}</td>"
+            f"<td>{_num(g['latency_abs_diff'], '.2f', 'ms')}</td>"
+            f"<td><b>{_num(g['subthreshold_rmse'], '.2f', 'mV')}</b></td>"
+            f"<td>{_num(g['subthreshold_rmse_max'], '.2f', 'mV')}</td>"
+            f"<td>{_pct(g['feature_relative_error_median'])}</td></tr>" for name, g in groups]
+    out.append(f"<table>{head}{''.join(rows)}</table>")
+    head = ("<tr><th class='l'>trace</th><th>spikes measured / predicted</th>"
+            "<th>latency (ms)</th><th>Γ</th><th>subthreshold RMSE (mV)</th>"
+            + "".join(f"<th>{lab}</th>" for lab in _FEATURE_LABELS.values()) + "</tr>")
+    rows = []
+    for r in d["per_trace"]:
+        m, p = r["measured"], r["predicted"]
+        cls = "" if m["spike_count"] == p["spike_count"] else ' class="fail"'
+        name = r["name"] + (f" ({r['split']})" if r.get("split") else "")
+        rows.append(f"<tr><td class='l'>{_e(name)}</td>"
+                    f"<td{cls}>{m['spike_count']} / {p['spike_count']}</td>"
+                    f"<td>{_pair(m['latency'], p['latency'], '.1f')}</td>"
+                    f"<td>{_num(r['coincidence'], '.2f')}</td>"
+                    f"<td>{_num(r['subthreshold_rmse'], '.2f')}</td>"
+                    + "".join(f"<td>{_pair(m.get(k), p.get(k))}</td>" for k in _FEATURE_LABELS)
+                    + "</tr>")
+    out.append("<p>Per trace, measured / predicted:</p>"
+               f"<div style='overflow-x:auto'><table>{head}{''.join(rows)}</table></div>")
+    if "data" in figures:
+        out.append(_figure(figures["data"], DATA_FIGURE["data"][1],
+                           "<b>What it shows.</b> Measured V (black) and the fitted cell's "
+                           "prediction (red) under the same injected current, side by side per "
+                           "trace (at most four drawn); dotted: the spike threshold. The cell "
+                           "never saw these traces during the fit."))
+    elif not d.get("other"):
+        out.append("<p>The traces are those of the free-run figures of section 3.</p>")
+    return "".join(out)
 
 
 def _figure(path: Path, title: str, caption: str) -> str:
