@@ -43,6 +43,8 @@ def test_compare_writes_metrics_and_figures(compared, fitted):
         assert len(s["spikes"]["per_trace"]) == len(s["traces"])
     assert m["recording"]["path"] == str(rec)
     assert any("V RMSE" in line for line in compared.summary_lines())
+    # with a truth and no other recording: no predicted-vs-measured features
+    assert m["data"] is None and m["request"]["data"] is None and "data" not in m["figures"]
 
 
 def test_compare_with_named_and_file_truth_in_memory(fitted):

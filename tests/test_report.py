@@ -82,4 +82,7 @@ def test_real_data_without_truth(fitted, tmp_path):
     assert m["free_run"]["holdout"]["rmse_floor"] is None
     text = page.read_text(encoding="utf-8")
     assert "No reference kinetics" in text and text.count("data:image/png;base64,") == 4
+    # without a truth: the fitted traces' features predicted vs measured, in their section
+    assert m["data"]["other"] is False and len(m["data"]["per_trace"]) == 4
+    assert "3b. Predicted vs measured" in text and "data" not in m["figures"]
 
