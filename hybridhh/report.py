@@ -644,9 +644,10 @@ def _data_section(d: dict, figures: dict) -> str:
            f"(Kistler et al. 1997; Δ = {d['delta']:g} ms) is 1 for identical spike trains and "
            "about 0 for a Poisson train of the predicted rate; the subthreshold RMSE leaves "
            f"out {before:g} ms before to {after:g} ms after every spike of either trace. "
-           "AP amplitude (from the spike onset), half width, AHP depth (below the pre-stimulus "
-           "base), ISI CV (without the first ISI), sag (hyperpolarising steps) and R<sub>in"
-           "</sub> (steps without spikes; MΩ for pA, kΩ·cm² for µA/cm²) are eFEL's"
+           "AP amplitude (from the spike onset), half width, AHP depth (the AHP minimum "
+           "minus the pre-stimulus base), ISI CV (without the first ISI), sag "
+           "(hyperpolarising steps) and R<sub>in</sub> (steps without spikes; MΩ for pA, "
+           "kΩ·cm² for µA/cm²) are eFEL's"
            + ("" if d.get("efel") else " — <b>eFEL is not installed</b>, so they are missing "
               "(<code>pip install 'hybridhh[features]'</code>)") + ".</p>"]
     cell = d.get("cell") or {}

@@ -13,9 +13,10 @@ shares with the measured V under the same stimulus. Per trace:
 * **subthreshold V RMSE** (mV) with the spikes of either trace cut out,
   :data:`SPIKE_WINDOW` ms around each threshold crossing (:func:`subthreshold_rmse`);
 * **standard features** by eFEL (``pip install hybridhh[features]``): AP amplitude (mV,
-  from the spike onset), half width (ms), AHP depth (mV below the pre-stimulus base),
-  ISI CV (eFEL's default skips the first ISI), sag (mV, hyperpolarising steps) and input
-  resistance (steps without spikes): see :data:`FEATURES` and :func:`efel_features`.
+  from the spike onset), half width (ms), AHP depth (mV: the AHP minimum minus the
+  pre-stimulus base), ISI CV (eFEL's default skips the first ISI), sag (mV,
+  hyperpolarising steps) and input resistance (steps without spikes): see
+  :data:`FEATURES` and :func:`efel_features`.
 
 Times in ms, V in mV, currents in the recording's units (µA/cm² or pA). Importing this
 module imports neither torch nor eFEL.
