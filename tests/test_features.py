@@ -5,6 +5,8 @@ subthreshold RMSE's spike cut, and the eFEL features against values computed by 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,3 +232,32 @@ def test_sag_is_the_steady_state_minus_the_minimum():
     t, v, i = _charging(50.0, 0.1)
     (f,) = efel_features(t, v[None], [stimulus_window(t, i)], REST + 50.0, units="pA")
     assert f["sag"] is None and f["input_resistance"] == pytest.approx(100.0, rel=1e-6)
+
+
+# --- a real cell (the sample ABF files, when present; not in the repo) ---------------------
+
+REALDATA = Path(os.environ.get("HYBRIDHH_REALDATA", "/work/shared/realdata")) / "abf"
+
+
+@pytest.mark.skipif(not (REALDATA / "171116sh_0018.abf").is_file(),
+                    reason=f"no ABF sample files in {REALDATA}")
+def test_features_of_a_real_cell_match_its_readme():
+    pyabf = pytest.importorskip("pyabf")
+    abf = pyabf.ABF(str(REALDATA / "171116sh_0018.abf"))
+    V, I = [], []
+    for k in abf.sweepList:  # the first step: 0 .. 700 ms (step 146.85 .. 646.85 ms)
+        abf.setSweep(k)
+        V.append(abf.sweepY[:14000].astype(np.float64))
+        I.append(abf.sweepC[:14000].astype(np.float64))
+    t = np.arange(14000) * 0.05
+    c = compare_traces(t, np.array(V), np.array(V), np.array(I), units="pA")
+    rows = c["per_trace"]
+    # spikes in the first step, per sweep, from the data's README (crossings of 0 mV)
+    assert [r["measured"]["spike_count"] for r in rows] == \
+        [0, 0, 0, 0, 0, 0, 1, 1, 3, 4, 5, 6, 6, 7, 8, 8, 9]
+    assert all(r["coincidence"] == pytest.approx(1.0) for r in rows[6:])
+    # -100 pA: R_in 107-111 MOhm (the README, from the -100 pA epoch), a 3.2-3.5 mV sag
+    step = rows[0]["measured"]
+    assert 105.0 < step["input_resistance"] < 115.0 and 3.0 < step["sag"] < 3.7
+    # half-widths about 1.3-2.2 ms (the README: the first five spikes of sweep 16)
+    assert 1.2 < rows[16]["measured"]["AP_half_width"] < 2.3
