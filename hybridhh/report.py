@@ -456,6 +456,12 @@ def render_report(metrics: dict, figures: dict, fit, config: dict) -> str:
                          else "")))
     if train is not None:
         cards.append(("training V RMSE (free-running)", f"{train['rmse']:.2f} mV"))
+    ds = (metrics.get("data") or {}).get("summary")
+    if ds:  # predicted vs measured features (section 3b)
+        on = "another recording" if metrics["data"].get("other") else "the fitted traces"
+        cards.append((f"Γ, mean over spiking traces ({on})", _num(ds["coincidence"], ".2f")))
+        cards.append((f"subthreshold V RMSE ({on})", _num(ds["subthreshold_rmse"], ".2f", "mV")))
+        cards.append((f"spike count mean |Δn| ({on})", _num(ds["spike_count_abs_diff"], ".2f")))
     parts.append("<div class='cards'>" + "".join(
         f"<div class='card'><div class='k'>{kk}</div><div class='v'>{vv}</div></div>"
         for kk, vv in cards) + "</div>")
