@@ -199,3 +199,32 @@ def test_compare_without_a_truth_measures_the_fitted_traces(fitted, tmp_path):
     assert d["summary_by_split"]["holdout"]["n_traces"] == 1
     assert d["summary"]["n_traces"] == 4
     assert any(line.startswith("predicted vs measured") for line in c.summary_lines())
+
+
+def test_a_diverging_integrator_falls_back_to_exp_euler(fitted, monkeypatch):
+    import hybridhh.fitting.freerun as fr
+    from hybridhh.errors import SimulationError
+
+    _, rec_path, run = fitted
+    real = fr.free_run_trajectory
+    euler = predict(run, rec_path, method="exp_euler").voltage
+
+    def rk4_diverges(model, data, method="exp_euler", margin=30.0):
+        if method != "exp_euler":
+            raise SimulationError("non-finite V")
+        return real(model, data, method, margin)
+
+    monkeypatch.setattr(fr, "free_run_trajectory", rk4_diverges)
+    notes = []
+    pred = predict(run, rec_path, warnings=notes)
+    assert np.array_equal(pred.voltage, euler) and "exp_euler" in pred.description
+    assert len(notes) == 1 and "rk4 diverged" in notes[0]
+    with pytest.warns(UserWarning, match="rk4 diverged"):
+        predict(run, rec_path)
+
+    def always(model, data, method="exp_euler", margin=30.0):
+        raise SimulationError("non-finite V")
+
+    monkeypatch.setattr(fr, "free_run_trajectory", always)
+    with pytest.raises(SimulationError, match=str(run)):
+        predict(run, rec_path, warnings=[])
