@@ -228,3 +228,10 @@ def test_a_diverging_integrator_falls_back_to_exp_euler(fitted, monkeypatch):
     monkeypatch.setattr(fr, "free_run_trajectory", always)
     with pytest.raises(SimulationError, match=str(run)):
         predict(run, rec_path, warnings=[])
+
+
+def test_the_front_door_predict_is_the_function():
+    import hybridhh
+    import hybridhh.prediction
+
+    assert hybridhh.predict is hybridhh.prediction.predict  # not shadowed by a module
