@@ -92,7 +92,7 @@ def test_any_grid_and_the_file_round_trip(fitted, other, tmp_path):
 def test_pa_data_use_the_runs_c_total(fitted, tmp_path):
     _, rec_path, run = fitted
     rec = read_recording(rec_path)
-    bio = json.loads((run / "result.json").read_text())["biophysics"]
+    bio = fitted_cell(run).biophysics.as_dict()  # result.json's, or config.json's
     copy = _run_copy(run, tmp_path, {**bio, "C_total": 250.0})
     cell = fitted_cell(copy)
     assert cell.C_total == 250.0 and cell.source == "result.json"
@@ -170,7 +170,7 @@ def test_compare_data_on_another_recording(fitted, other, tmp_path, capsys):
     direct = compare_traces(data.time, data.voltage, predict(copy, other).voltage,
                             data.current, names=data.trace_names)
     assert d["summary"] == json.loads(json.dumps(direct["summary"]))
-    assert d["cell"]["source"] == "result.json" and d["cell"]["g_Na"] == 120.0
+    assert d["cell"] == fitted_cell(copy).as_dict() and d["cell"]["g_Na"] == 120.0
     # the training and held-out numbers are still those of the fitted recording
     assert m["free_run"]["train"]["traces"] == ["step_5", "step_20", "step_-10"]
     # --data with the fitted recording is the fitted recording (the old meaning)
