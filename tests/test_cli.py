@@ -47,7 +47,7 @@ def test_help_exits_0(capsys):
 
 def test_registration_table():
     assert list(cli.COMMANDS) == ["simulate", "info", "plot", "import-abf", "fit", "rates",
-                                  "compare", "report", "predict"]
+                                  "compare", "report", "predict", "export"]
     with pytest.raises(ValueError, match="twice"):
         cli.command("info", "again")(lambda args: 0)
 

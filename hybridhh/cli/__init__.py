@@ -8,6 +8,7 @@ per command group, each registering its subcommands on import:
 * :mod:`.recordings`: ``import-abf``
 * :mod:`.fit`: ``fit``, ``rates``
 * :mod:`.analysis`: ``compare``, ``report``
+* :mod:`.export`: ``export``
 
 No module imports from this one (no import circle). To add a subcommand, write a function
 that adds its options to an :class:`argparse.ArgumentParser` and one that runs it, in the
@@ -43,7 +44,7 @@ __all__ = ["main", "build_parser", "command", "Command", "COMMANDS", "COMMAND_MO
 
 #: The command modules, in the order their subcommands appear in ``hybridhh --help``;
 #: importing one registers its subcommands.
-COMMAND_MODULES = ("simulate", "recordings", "fit", "analysis")
+COMMAND_MODULES = ("simulate", "recordings", "fit", "analysis", "export")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
