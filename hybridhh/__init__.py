@@ -43,6 +43,7 @@ _PUBLIC = {
     "load_fit": "hybridhh.fitting",
     "free_run": "hybridhh.fitting",
     "predict": "hybridhh.prediction",
+    "export_nmodl": "hybridhh.export",
     # analysis
     "compare": "hybridhh.analysis",
     "write_report": "hybridhh.report",
