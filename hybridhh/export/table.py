@@ -4,10 +4,12 @@ read back by cubic Hermite interpolation (what the exported NMODL mechanism comp
 Why cubic Hermite and not linear: a mechanism's rates are read at every time step, and a
 spike amplifies rate errors into timing errors. On a 0.1 mV grid, linear interpolation of
 the squid-axon x_inf and tau is off by 3e-6 (x_inf) and 6e-6 (tau, relative), which moves
-a 100 ms spiking trace by up to 0.3 mV at dt 0.025 ms; the error falls as step² only, so
-0.01 mV would take 20001 nodes per quantity. Hermite interpolation with the exact slopes
-(autograd of the model) errs as step⁴: see :func:`interpolation_error` and
-``docs`` / the mechanism's header for the measured figures. Outside the grid the end values
+a 100 ms spiking trace by up to 0.3 mV at dt 0.025 ms; that error falls as step² only
+(0.01 mV spacing: 3e-3 mV, 20001 nodes per quantity). Hermite interpolation with the exact
+slopes (autograd of the model) errs as step⁴: at 0.1 mV, 1e-11 (x_inf) and 3e-11 (tau),
+and the same trace moves by 3e-7 mV (0.5 mV: 2e-4 mV). 0.1 mV keeps the file at ~0.5 MB
+with that error far below anything measurable; :func:`interpolation_error` measures it
+for each export (it goes into the mechanism's header). Outside the grid the end values
 hold (no extrapolation of a curve beyond where it was tabulated).
 
 Units: V in mV, tau in ms, slopes per mV.
