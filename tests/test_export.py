@@ -125,6 +125,8 @@ def test_mechanism_text(hh_modern):
     assert "i_na = g_na*m*m*m*h*(v - e_na)" in text and "i_k = g_k*n*n*n*n*(v - e_k)" in text
     assert "at 361 voltages" in text
     assert "hoc" not in text.split("ENDCOMMENT")[1]  # no Vectors, no loader
+    with pytest.raises(ConfigError, match="temperature"):
+        kinetics_nmodl(HHKinetics(temperature=6.3), bio, "hyb_text")
 
 
 # --- from a run directory -------------------------------------------------------------
@@ -263,6 +265,19 @@ def _spikes_agree(spike_times, V, ref, time, tol):
             assert np.abs(a - b).max() < tol
         counts.append(len(a))
     return counts
+
+
+@pytest.mark.neuron
+def test_units_check_with_modlunit(mechanisms):
+    """NEURON's unit checker (shipped in the wheel) accepts every exported file."""
+    import neuron
+
+    modlunit = Path(neuron.__file__).parent / ".data" / "bin" / "modlunit"
+    assert modlunit.exists(), f"no modlunit in the neuron wheel at {modlunit}"
+    for mod in sorted(mechanisms.glob("*.mod")):
+        done = subprocess.run([str(modlunit), mod.name], cwd=mechanisms, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, f"{mod.name}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
 
 
 @pytest.mark.neuron

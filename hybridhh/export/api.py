@@ -51,6 +51,11 @@ def kinetics_nmodl(kinetics, biophysics, suffix: str, grid: Grid | None = None, 
     from ..kinetics import inf_tau
 
     check_suffix(suffix)
+    own = getattr(kinetics, "temperature", None)  # kinetics with a temperature of their own
+    if own is not None and abs(float(own) - biophysics.temperature) > 1e-9:
+        raise ConfigError(f"the kinetics hold at {own} degC and the biophysics say "
+                          f"{biophysics.temperature} degC: the mechanism states one "
+                          "temperature for its rates; make them agree")
     grid = Grid() if grid is None else grid
     channels = hh_channels(kinetics, biophysics, grid) + list(extra_channels)
     tables = [g.table for g in channels[0].gates + channels[1].gates]

@@ -198,10 +198,10 @@ def nmodl_text(channels: list[Channel], suffix: str, temperature: float, *,
         out += ["}", "", "DERIVATIVE states {", "    rates(v)"]
         out += [f"    {g.name}' = ({g.name}_inf - {g.name})/tau_{g.name}" for g in gates]
         out += ["}", "", "PROCEDURE rates(v (mV)) {", "    LOCAL tadj",
-                "    tadj = q10^((celsius - celsius_fit)/10)"]
+                "    tadj = q10^((celsius - celsius_fit)/(10 (degC)))"]
         for j, g in enumerate(gates):
             out += [f"    {g.name}_inf = lookup({2 * j}, v)",
-                    f"    tau_{g.name} = lookup({2 * j + 1}, v)/tadj"]
+                    f"    tau_{g.name} = lookup({2 * j + 1}, v)*(1 (ms))/tadj"]
         out += ["}", "", "FUNCTION lookup(k, v (mV)) {", "VERBATIM",
                 f"    if (_lk >= 0 && _lk < {2 * len(gates)}) "
                 f"_llookup = _hyb_hermite_{suffix}((int) _lk, _lv);",
