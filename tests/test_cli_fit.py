@@ -40,6 +40,7 @@ FLAG_VALUES = {
     "--ode-steps": (["4"], 4),
     "--holdout": (["step_5", "1"], ("step_5", "1")),
     "--threads": (["2"], 2),
+    "--free": (["g_Na", "E_L"], ("g_Na", "E_L")),
 }
 
 

@@ -139,6 +139,11 @@ CONFIG_FLAGS: tuple[ConfigFlag, ...] = (
                {"nargs": "*", "metavar": "TRACE"}, lambda v, cfg: {"holdout": list(v)}),
     ConfigFlag("--threads", "threads", lambda d: "torch threads (default: torch's own)",
                {"type": positive_int, "metavar": "N"}),
+    ConfigFlag("--free", "free",
+               lambda d: "cell parameters to estimate with the kinetics although the "
+                         "recording gives them (C_total, g_Na, E_Na, g_K, E_K, g_L, E_L; "
+                         "what the recording's /cell marks unknown is estimated anyway)",
+               {"nargs": "+", "metavar": "NAME"}, lambda v, cfg: {"free": list(v)}),
 )
 
 
@@ -213,6 +218,7 @@ def cmd_fit(args) -> int:
     lo, hi = res.voltage_range
     say(f"done in {res.elapsed:.1f} s; V visited {lo:.1f} .. {hi:.1f} mV (1st-99th percentile)")
     _say_constrained(res)
+    _say_cell(res)
     if res.heldout_rmse:
         h = res.heldout_rmse
         parts = [f"{k} {v:.3f} mV" for k, v in h.items() if isinstance(v, float)]
@@ -232,6 +238,17 @@ def _say_quality(quality) -> None:
     text = warning_text(quality)
     if text:
         warn(text)
+
+
+def _say_cell(res) -> None:
+    """The cell the kinetics were fitted with, where the fit estimated some of it."""
+    if not res.free or not res.biophysics:
+        return
+    b = res.biophysics
+    units = {"C_total": "pF", "g_Na": "mS/cm^2", "g_K": "mS/cm^2", "g_L": "mS/cm^2",
+             "E_Na": "mV", "E_K": "mV", "E_L": "mV"}
+    say("estimated cell: " + ", ".join(f"{n} {b[n]:.4g} {units[n]}" for n in units
+                                       if n in res.free and n in b))
 
 
 def _say_constrained(res, where: str = "") -> None:

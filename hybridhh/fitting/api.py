@@ -26,7 +26,7 @@ import torch
 from ..analysis.metrics import kinetics_errors, summarize_errors
 from ..errors import ConfigError, RunDirError
 from ..learned import GatePrior, RateMLP
-from . import bands, denoise, ode, quality, rundir, teacher
+from . import bands, cellfit, denoise, ode, quality, rundir, teacher
 from .config import FitConfig
 from .constrained import constrained_ranges
 from .data import TraceData, resolve_holdout
@@ -83,6 +83,13 @@ class FitResult:
     quality
         The verdict (:func:`hybridhh.fitting.quality.assess`): ``{"verdict": "ok" |
         "suspect" | "failed", "reasons": [...], ...}``; None where not computed.
+    biophysics
+        The cell the kinetics were fitted with: ``C_m`` (µF/cm²), ``g_Na, g_K, g_L``
+        (mS/cm²), ``E_Na, E_K, E_L`` (mV), ``temperature`` (°C) and, for a recording in pA,
+        ``C_total`` (pF); estimated where ``free`` says, else the recording's. None for runs
+        saved before this was recorded.
+    free
+        The cell parameters estimated with the kinetics (:mod:`hybridhh.fitting.cellfit`).
     """
 
     model: RateMLP
@@ -98,6 +105,8 @@ class FitResult:
     finished: bool = True
     bands: dict | None = None
     quality: dict | None = None
+    biophysics: dict | None = None
+    free: tuple[str, ...] = ()
 
     @staticmethod
     def constrained_from_summary(summary: dict) -> dict | None:
@@ -117,6 +126,8 @@ class FitResult:
             "final_loss": {h["phase"]: h["loss"] for h in self.history},
             "quality": self.quality,
             "bands": self.bands,
+            "biophysics": self.biophysics,
+            "free": list(self.free),
         }
 
 
@@ -152,6 +163,7 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
     if config.threads:
         torch.set_num_threads(config.threads)
     data = TraceData.from_recording(recording)
+    c_start, free, bounds = cellfit.recording_cell(recording, data, config.free)
     hold = resolve_holdout(data.names, config.holdout)
     train = data.select([i for i in range(data.n_traces) if i not in hold])
     noise = train.noise_estimate()
@@ -164,6 +176,10 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
             "gives tau errors of 30-85 %); expect unreliable rates", UserWarning,
             stacklevel=2)
     held = data.select(hold) if hold else None
+    cell = cellfit.cell_estimate(train.bio, c_start, free, bounds)
+    if cell is not None and not config.teacher.gauss_newton:
+        raise ConfigError(f"estimating the cell parameters {list(free)} needs the Gauss-Newton "
+                          "stage (config.teacher.gauss_newton is empty)")
     vrange = data.voltage_range()
     run_dir = Path(run_dir) if run_dir is not None else None
     saved, state = _start(run_dir, config, resume)
@@ -174,7 +190,7 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
     elif saved is not None and "prior" in saved.get("model", {}):
         prior = GatePrior(**{k: tuple(v) for k, v in saved["model"]["prior"].items()})
     else:
-        prior = fitted_prior(train, config, quiet)
+        prior = fitted_prior(train, config, quiet, cell=cell)
     model = build_model(train, config, prior)
     if init is not None:
         try:
@@ -194,7 +210,9 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
                                   else None),
                          "traces": list(data.names), "holdout": [data.names[i] for i in hold],
                          "voltage_range": list(vrange), "dt": data.dt,
-                         "biophysics": data.bio.as_dict()},
+                         "biophysics": data.bio.as_dict(),
+                         "current_units": getattr(recording, "current_units", "uA/cm^2"),
+                         "C_total_start": c_start, "free": list(free)},
             })
 
     monitor = None
@@ -204,7 +222,8 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
 
     # stages 1 (with 1b inside it) and 2, as phases on one trainer
     context: dict = {}  # shared with the trainer and saved in checkpoints (stage 1b's path)
-    losses = teacher.TeacherLosses(train, config.teacher.window, context)
+    losses = teacher.TeacherLosses(train, config.teacher.window, context, cell=cell,
+                                   others=(held,) if held is not None else ())
     path_stage = denoise.path_stage(train, noise, config, context, quiet) if denoising else None
     teacher_phases = teacher.phases(model, train, config, losses, path_stage)
     ode_phases = ode.phases(model, train, config, losses, context)
@@ -213,7 +232,12 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
                       context=context)
     if state is not None:
         trainer.load_state(state)
+        if cell is not None and "cell" in context:  # the cell was final when it stopped
+            cell.load_state({**context["cell"], "frozen": False})
+            losses.commit_cell()
     history = trainer.run()
+    if cell is not None:
+        losses.commit_cell()  # (done after the Gauss-Newton stage; kept if a phase did not)
     elapsed = trainer.elapsed if state is not None else time.perf_counter() - t0
 
     # keep the neural-ODE stage only where it lowers the held-out free-running V error
@@ -248,9 +272,15 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
     verdict = quality.assess(model=model, train=train, held=held, heldout=heldout,
                              history=history, noise=noise, bands=band, config=config,
                              context=context, teacher_model=teacher_model)
+    biophysics = train.bio.as_dict()
+    if cell is not None and cell.values.get("C_total") is not None:
+        biophysics["C_total"] = cell.values["C_total"]
+    elif c_start is not None:
+        biophysics["C_total"] = c_start
     result = FitResult(model, config, vrange, train.names,
                        tuple(data.names[i] for i in hold), heldout, history, elapsed, run_dir,
-                       constrained, bands=band, quality=verdict)
+                       constrained, bands=band, quality=verdict, biophysics=biophysics,
+                       free=tuple(free))
     if run_dir is not None:
         rundir.save_torch(run_dir / rundir.MODEL,
                           {"config": model.config(), "state": model.state_dict()})
@@ -347,6 +377,8 @@ def load_fit(run_dir, *, allow_unfinished: bool = False,
             constrained=FitResult.constrained_from_summary(res),
             bands=res.get("bands"),
             quality=res.get("quality"),
+            biophysics=res.get("biophysics"),
+            free=tuple(res.get("free", ())),
         )
     except KeyError as k:
         raise RunDirError(f"{run_dir / rundir.RESULT}: missing {k}") from None

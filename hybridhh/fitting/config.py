@@ -457,6 +457,10 @@ class FitConfig:
         torch intra-op threads (>= 1; None: torch's default).
     checkpoint_every
         Write ``checkpoint_last.pt`` every this many steps (>= 1; and at every phase end).
+    free
+        Cell parameters to estimate with the kinetics although the recording gives them
+        (names from ``C_total, g_Na, E_Na, g_K, E_K, g_L, E_L``; what the recording's
+        ``/cell`` marks unknown is estimated anyway; see :mod:`hybridhh.fitting.cellfit`).
     """
 
     seed: int = 0
@@ -471,6 +475,7 @@ class FitConfig:
     ode: ODEConfig = field(default_factory=ODEConfig)
     threads: int | None = None
     checkpoint_every: int = 20
+    free: tuple = ()
 
     def __post_init__(self):
         _check_fields(self, "", {
@@ -483,6 +488,7 @@ class FitConfig:
             "threads": _integer(1, optional=True),
             "checkpoint_every": _integer(1),
         })
+        _check_free(self)
         for name, typ in _SECTIONS.items():
             value = getattr(self, name)
             if not isinstance(value, typ):
@@ -532,6 +538,23 @@ class FitConfig:
                                         lbfgs=((0.05, 8), (0.0, 4))),
                   ode=ODEConfig(windows=(1.0,), steps=1, max_windows=32))
         return dataclasses.replace(cfg, **changes)
+
+
+def _check_free(config) -> None:
+    from .cellfit import CELL_NAMES
+
+    free = config.free
+    if isinstance(free, str):
+        free = tuple(x.strip() for x in free.split(",") if x.strip())
+    try:
+        free = tuple(free)
+    except TypeError:
+        raise ConfigError(f"free must be a list of cell parameter names, got {free!r}") from None
+    bad = [n for n in free if n not in CELL_NAMES]
+    if bad:
+        raise ConfigError(f"free: unknown cell parameter(s) {bad}; the fit can estimate "
+                          f"{', '.join(CELL_NAMES)}")
+    object.__setattr__(config, "free", free)
 
 
 def parse_assignments(items) -> dict:

@@ -121,14 +121,16 @@ def refine_prior(tf: TeacherForcing, prior: GatePrior, starts: int, iterations: 
     return best, best_value
 
 
-def fitted_prior(data: TraceData, config: FitConfig, quiet: bool = True) -> GatePrior:
+def fitted_prior(data: TraceData, config: FitConfig, quiet: bool = True, cell=None
+                 ) -> GatePrior:
     """Stage 0: the generic prior refined on the data (:func:`refine_prior`), or the
-    generic prior itself when ``config.prior.refine_starts`` is 0."""
+    generic prior itself when ``config.prior.refine_starts`` is 0. ``cell``: the fit's
+    :class:`~hybridhh.fitting.cellfit.CellEstimate`, solved for with the prior."""
     prior, p = generic_prior(data, config), config.prior
     if not p.refine_starts:
         return prior
     stride = data.stride(p.refine_dt)
-    tf = TeacherForcing(data, window=config.teacher.window, stride=stride)
+    tf = TeacherForcing(data, window=config.teacher.window, stride=stride, cell=cell)
     t0, lines = time.perf_counter(), progress_lines(quiet)
     with tqdm(total=p.refine_starts, desc="prior", disable=quiet or lines, leave=False) as bar:
         def tick(k, value):

@@ -101,11 +101,17 @@ class TeacherForcing:
         (:func:`adaptive_samples`); each step's residual is weighted by
         ``sqrt(mean step / step)`` so that the loss still weighs time evenly, as the
         uniform loss does. Requires ``window == 1``.
+    cell
+        A :class:`~hybridhh.fitting.cellfit.CellEstimate` with free parameters: while it is
+        active, every loss and Jacobian is minimised over the cell first (variable
+        projection, see :mod:`hybridhh.fitting.cellfit`); None: the data's biophysics.
     """
 
     def __init__(self, data: TraceData, window: int = 1, stride: int = 1,
-                 grid_step: float = 0.05, margin: float = 2.0, adaptive: float | None = None):
+                 grid_step: float = 0.05, margin: float = 2.0, adaptive: float | None = None,
+                 cell=None):
         self.data = data
+        self.cell = cell
         self.window = int(window)
         self.stride = int(stride)
         self.adaptive = adaptive
@@ -178,9 +184,21 @@ class TeacherForcing:
         x = linear_scan(log_a, -torch.expm1(log_a) * xi, x0)
         return x, x0, log_a, xi, rate
 
+    @property
+    def bio(self):
+        """The biophysics the residual uses: the cell's current estimate while it is being
+        solved for, else the data's."""
+        cell = self.cell
+        return cell.biophysics() if cell is not None and cell.active else self.data.bio
+
+    @property
+    def _charge_scale(self) -> float:
+        cell = self.cell
+        return cell.scale if cell is not None and cell.active else 1.0
+
     def current(self, x):
         """Ionic current ``[B, T]`` (µA/cm²) along the recorded V for gates ``x [3, B, T]``."""
-        V, bio = self.V, self.data.bio
+        V, bio = self.V, self.bio
         m, h, n = x
         return (bio.g_Na * m**3 * h * (V - bio.E_Na) + bio.g_K * (n * n) ** 2 * (V - bio.E_K)
                 + bio.g_L * (V - bio.E_L))
@@ -193,14 +211,43 @@ class TeacherForcing:
         return S[..., self.window:] - S[..., :-self.window]
 
     def residual(self, model):
-        """Predicted minus recorded V increments (mV), ``[B, T - w]``."""
-        return self._residual(self.gates(model))
+        """Predicted minus recorded V increments (mV), ``[B, T - w]`` (at the solved cell)."""
+        x = self.gates(model)
+        self.solve_cell(x)
+        return self._residual(x)
 
     def _residual(self, x):
         """The residual for gates ``x [3, B, T]`` along the recorded V."""
         I_ion = self.current(x)
-        F = (self._charge - 0.5 * self.h * (I_ion[:, 1:] + I_ion[:, :-1])) / self.data.bio.C_m
+        F = (self._charge_scale * self._charge
+             - 0.5 * self.h * (I_ion[:, 1:] + I_ion[:, :-1])) / self.bio.C_m
         return self._increments(self._weigh(F)) - self.observed
+
+    @torch.no_grad()
+    def cell_columns(self, x):
+        """The residual's columns for the cell's seven linear coefficients and the observed
+        increments, normalised as :meth:`jacobian`: ``(A [M, 7], b [M])`` with ``residual
+        * norm == A @ linear(cell) - b`` (see :mod:`hybridhh.fitting.cellfit`)."""
+        x = x.detach()
+        m, h, n = x
+        V, C_m, half = self.V, self.bio.C_m, 0.5 * self.h
+        c = self._norm / C_m
+
+        def trap(X):  # the trapezoid of X over each step
+            return half * (X[:, 1:] + X[:, :-1])
+
+        def col(F):
+            return (self._increments(self._weigh(F)) * c).reshape(-1)
+
+        cols = [col(self._charge)]
+        for X in (m**3 * h, (n * n) ** 2, torch.ones_like(V)):
+            cols += [col(-trap(X * V)), col(trap(X))]
+        return torch.stack(cols, dim=1), (self.observed * self._norm).reshape(-1)
+
+    def solve_cell(self, x) -> None:
+        """Solve the cell for gates ``x`` while it is active (else nothing)."""
+        if self.cell is not None and self.cell.active:
+            self.cell.solve(*self.cell_columns(x))
 
     def normalised_residual(self, model) -> torch.Tensor:
         """The residual ``[M]`` scaled so that ``loss == (r**2).sum()`` (as :meth:`jacobian`)."""
@@ -224,11 +271,13 @@ class TeacherForcing:
         J : Tensor ``[6, N, M]``
             ``dr / d(logit x_inf of m, h, n; log tau of m, h, n)`` at the ``N`` nodes.
         """
-        bio, span = self.data.bio, self.h
+        span = self.h
         N = nodes.shape[0]
         step = float(nodes[1] - nodes[0])
         x, x0, log_a, xi, rate = self._gates(model)
         norm = self._norm
+        self.solve_cell(x)
+        bio = self.bio
         r = (self._residual(x) * norm).reshape(-1)
 
         def hats(Vq):  # node index and weight of the hat functions at Vq
@@ -258,13 +307,18 @@ class TeacherForcing:
                 dIs = dI[g] * sens
                 dF = (-0.5 * norm / bio.C_m) * span * (dIs[..., 1:] + dIs[..., :-1])
                 J[3 * kind + g] = self._increments(self._weigh(dF)).reshape(N, -1)
+        if self.cell is not None and self.cell.active:  # Kaufman's projection
+            D = self.cell.directions(self.cell_columns(x)[0])
+            if D is not None:
+                Jf = J.reshape(6 * N, -1)
+                Jf -= (Jf @ D) @ torch.linalg.solve(D.T @ D, D.T)
         return r, J
 
     def loss(self, model, robust: float | None = None):
         """Normalised mean squared residual; with ``robust=c`` the Cauchy loss
         ``c² log(1 + r²/c²)`` (on the normalised residual), which bounds the pull of
         samples a poor model misses by far (used early, from a generic start)."""
-        r2 = self.residual(model).square() / self.scale
+        r2 = self.residual(model).square() / self.scale  # (at the solved cell)
         if robust is None:
             return r2.sum() / self.n_terms
         c2 = robust * robust
@@ -279,18 +333,34 @@ class TeacherLosses:
     along the recorded V, or, once stage 1b has put a noise-free V path in
     ``context["path"]`` (:func:`hybridhh.fitting.denoise.path_stage`), along that path.
     Phases ask for their loss when they run, so the phases after stage 1b see the path.
+    ``cell``: the fit's :class:`~hybridhh.fitting.cellfit.CellEstimate` (None: the cell is
+    known); :meth:`commit_cell` writes it into the training data and freezes it.
     """
 
-    def __init__(self, train: TraceData, window: int, context: dict):
+    def __init__(self, train: TraceData, window: int, context: dict, cell=None,
+                 others=()):
         self.train, self.window, self.context = train, window, context
+        self.cell, self.others = cell, tuple(others)
         self._made: dict[tuple, TeacherForcing] = {}
+
+    def commit_cell(self) -> None:
+        """Freeze the cell estimate and write it into the training data (and ``others``,
+        e.g. the held-out traces); the losses made so far are dropped (they hold the
+        charge of the old current scale). Its values go into the context (checkpoints)."""
+        if self.cell is None or self.cell.frozen:
+            return
+        from .cellfit import commit
+
+        commit(self.cell, self.train, *self.others)
+        self.context["cell"] = self.cell.state()
+        self._made.clear()
 
     def __call__(self, stride: int, adaptive: float | None = None) -> TeacherForcing:
         key = (stride, adaptive, "path" in self.context)
         if key not in self._made:
             self._made[key] = TeacherForcing(self.train.along(self.context.get("path")),
                                              window=self.window, stride=stride,
-                                             adaptive=adaptive)
+                                             adaptive=adaptive, cell=self.cell)
         return self._made[key]
 
 
@@ -441,10 +511,19 @@ def _gauss_newton(step: int, *, model, train: TraceData, config: FitConfig,
     nodes = voltage_nodes(train.V, t.gn_node_step)
     with torch.no_grad():
         table = NodeTable(nodes, curves(model, nodes))
+    if losses.cell is not None and not losses.cell.frozen:
+        losses.cell.solving = True  # the cell is estimated with the kinetics from here
     for step_ms, iterations in t.gauss_newton:  # non-empty: the phase exists only then
         tf = losses(train.stride(float(step_ms)), t.adaptive)
         levenberg_marquardt(tf, table, int(iterations), t.gn_smoothness,
                             geodesic=t.gn_geodesic)
+    if losses.cell is not None and losses.cell.active:
+        # the cell estimated with the kinetics is final: the later stages see it as known
+        fix_gauge(losses.cell, table, train.voltage_range())
+        with torch.no_grad():
+            tf.loss(table)  # the cell solved for the final table
+        losses.commit_cell()
+        tf = losses(train.stride(float(t.gauss_newton[-1][0])), t.adaptive)
     if denoise is not None:
         denoise(table)  # the later teacher-forcing losses run along the estimated path
         tf = losses(train.stride(float(t.gauss_newton[-1][0])), t.adaptive)
@@ -452,3 +531,64 @@ def _gauss_newton(step: int, *, model, train: TraceData, config: FitConfig,
     distill(cand, table, t.distill_iter)
     with torch.no_grad():
         return float(tf.loss(cand)), cand.state_dict()
+
+
+#: The largest x_inf the gauge fix lets a gate reach.
+GAUGE_MAX = 0.999
+
+
+def _boltzmann_asymptote(V: np.ndarray, x: np.ndarray, rising: bool) -> float:
+    """The asymptote ``A`` of ``A / (1 + exp(-(V - V_half) / k))`` (k > 0 rising, < 0
+    falling) fitted to ``x`` at ``V`` by least squares; nan where the fit fails."""
+    from scipy.optimize import curve_fit
+
+    sign = 1.0 if rising else -1.0
+
+    def f(v, A, vh, k):
+        return A / (1.0 + np.exp(-sign * (v - vh) / k))
+
+    vh0 = float(V[np.argmin(np.abs(x - 0.5 * x.max()))])
+    try:
+        (A, _, _), _ = curve_fit(f, V, x, p0=(float(x.max()), vh0, 8.0),
+                                 bounds=([1e-3, V.min() - 100, 0.5], [10.0, V.max() + 100, 100]),
+                                 maxfev=2000)
+    except (RuntimeError, ValueError):
+        return float("nan")
+    return float(A)
+
+
+@torch.no_grad()
+def fix_gauge(cell, table: NodeTable, voltage_range) -> dict:
+    """Fix the gauge of an estimated g_Na or g_K on ``table`` (in place); returns the
+    factor applied to each gate's x_inf.
+
+    ``m -> c m`` with ``g_Na -> g_Na / c³`` (likewise h; and n with g_K) leaves every
+    trajectory unchanged, because each gate obeys a linear ODE with x(0) = x_inf(V0):
+    current clamp sees ``g_Na m³h`` and ``g_K n⁴``, never the conductance apart from the
+    gates' scale, so a fit that estimates the conductance drifts along this flat
+    direction. The gauge chosen: a gate opens fully, i.e. the Boltzmann curve fitted to
+    its x_inf over the visited ``voltage_range`` (mV) has asymptote 1 (m and n at high V,
+    h at low V); x_inf is scaled by 1/asymptote, but no node beyond :data:`GAUGE_MAX`. Where
+    the table's end node (beyond the visited range) is already near 1, this limits the
+    fix (measured on a NEURON twin: g_Na within 1 %, g_K 42 % high, n_inf low by the same
+    factor).
+    The conductance follows when the cell is solved again.
+    """
+    gates = ([0, 1] if "g_Na" in cell.free else []) + ([2] if "g_K" in cell.free else [])
+    lo, hi = voltage_range
+    nodes = table.nodes.numpy()
+    inside = (nodes >= lo) & (nodes <= hi)
+    P = table.P.clone()
+    factors = {}
+    for g in gates:
+        x = torch.sigmoid(P[g])
+        A = _boltzmann_asymptote(nodes[inside], x.numpy()[inside], rising=g != 1)
+        if not np.isfinite(A):
+            continue
+        # no node above GAUGE_MAX: the scaling stays an exact symmetry (measured: capping
+        # the nodes beyond the visited range instead breaks it at the spike peaks)
+        c = min(1.0 / A, GAUGE_MAX / float(x.max()))
+        P[g] = torch.logit((c * x).clamp(1e-12, GAUGE_MAX))
+        factors["mhn"[g]] = c
+    table.P = P
+    return factors

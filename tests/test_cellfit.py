@@ -1,0 +1,156 @@
+"""The cell's unknown biophysics (``hybridhh.fitting.cellfit``): the variable projection
+recovers a known cell exactly from its own kinetics, its gradient is the projected loss's
+(finite differences), pA recordings are converted as the convention says, bad requests
+fail early."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from hybridhh.biophysics import Biophysics
+from hybridhh.errors import ConfigError
+from hybridhh.fitting import FitConfig
+from hybridhh.fitting.cellfit import CELL_NAMES, cell_estimate, recording_cell
+from hybridhh.fitting.data import TraceData
+from hybridhh.fitting.gauss_newton import NodeTable, curves
+from hybridhh.fitting.teacher import TeacherForcing
+from hybridhh.kinetics import HHKinetics
+from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid
+from hybridhh.simulation import simulate
+
+#: the cell of the tests: not the squid's
+CELL = Biophysics(g_Na=90.0, g_K=30.0, g_L=0.2, E_Na=55.0, E_K=-80.0, E_L=-60.0)
+C_TOTAL = 250.0  # pF
+
+
+@pytest.fixture(scope="module")
+def cell_data():
+    """6 traces x 40 ms at 0.01 ms of CELL (rk4 at 0.0025 ms), current in pA with
+    C_total = 250 pF: ``(time, V, I_pA)``."""
+    t = time_grid(40.0, 0.01)
+    stim = Stimulus.concat([steps(t, [3.0, 10.0, 30.0, -8.0], start=2.0),
+                            ou_noise(t, 3.0, 10.0, 2.0, seed=3, n=2)])
+    traj = simulate(stim, HHKinetics("modern"), CELL, method="rk4", dt=0.0025)
+    V = traj.V.numpy()
+    return t, V, stim.current * C_TOTAL
+
+
+def _truth_table(V):
+    nodes = torch.arange(float(V.min()) - 3.0, float(V.max()) + 3.0, 0.1, dtype=torch.float64)
+    kin = HHKinetics("modern")
+    with torch.no_grad():
+        a, b = kin.rates(nodes)  # [N, 3]
+        x_inf, tau = a / (a + b), 1.0 / (a + b)
+        P = torch.cat([torch.logit(x_inf).T, torch.log(tau).T], 0)
+    return NodeTable(nodes, P)
+
+
+def _pa_recording(t, V, I, bio=Biophysics()):
+    return SimpleNamespace(time=t, voltage=V, current=I, biophysics=bio,
+                           trace_names=None, current_units="pA")
+
+
+def test_the_projection_recovers_a_known_cell_from_its_own_kinetics(cell_data):
+    t, V, I = cell_data
+    rec = _pa_recording(t, V, I)  # /biophysics: the squid's, far from CELL
+    data = TraceData.from_recording(rec)
+    c_start, free, bounds = recording_cell(rec, data, CELL_NAMES)
+    assert c_start == 100.0 and free == CELL_NAMES
+    cell = cell_estimate(data.bio, c_start, free, bounds)
+    cell.solving = True
+    tf = TeacherForcing(data, cell=cell)
+    with torch.no_grad():
+        loss = float(tf.loss(_truth_table(V)))
+    v = cell.values
+    assert v["C_total"] == pytest.approx(C_TOTAL, rel=2e-3)
+    for g in ("g_Na", "g_K", "g_L"):
+        assert v[g] == pytest.approx(getattr(CELL, g), rel=1e-2), g
+    for e in ("E_Na", "E_K", "E_L"):
+        assert v[e] == pytest.approx(getattr(CELL, e), abs=0.3), e
+    assert loss < 1e-4  # the teacher-forcing floor of 0.01 ms sampling, not a misfit
+    # the squid's biophysics with the true kinetics explain the data far worse
+    squid = TeacherForcing(TraceData.from_recording(_pa_recording(t, V, I / C_TOTAL)))
+    with torch.no_grad():
+        assert float(squid.loss(_truth_table(V))) > 100 * loss
+
+
+def test_the_projected_loss_gradient_matches_finite_differences(cell_data):
+    t, V, I = cell_data
+    rec = _pa_recording(t, V, I)
+    data = TraceData.from_recording(rec)
+    c_start, free, bounds = recording_cell(rec, data, ("g_Na", "g_K", "E_L"))
+    cell = cell_estimate(data.bio, c_start, free, bounds)
+    cell.solving = True
+    tf = TeacherForcing(data, stride=2, cell=cell)
+    table = _truth_table(V)
+    table.P = table.P + 0.05 * torch.sin(torch.arange(table.P.numel(), dtype=torch.float64)
+                                         ).reshape(table.P.shape)  # off the optimum
+    P = table.P.clone().requires_grad_(True)
+    loss = tf.loss(NodeTable(table.nodes, P))
+    loss.backward()
+    direction = torch.cos(torch.arange(P.numel(), dtype=torch.float64)).reshape(P.shape)
+    h = 1e-5
+    with torch.no_grad():
+        up = float(tf.loss(NodeTable(table.nodes, table.P + h * direction)))
+        down = float(tf.loss(NodeTable(table.nodes, table.P - h * direction)))
+    fd = (up - down) / (2 * h)
+    assert float((P.grad * direction).sum()) == pytest.approx(fd, rel=1e-4)
+
+
+def test_the_projected_jacobian_is_orthogonal_to_the_cell_directions(cell_data):
+    t, V, I = cell_data
+    rec = _pa_recording(t, V, I)
+    data = TraceData.from_recording(rec)
+    c_start, free, bounds = recording_cell(rec, data, CELL_NAMES)
+    cell = cell_estimate(data.bio, c_start, free, bounds)
+    cell.solving = True
+    tf = TeacherForcing(data, stride=4, cell=cell)
+    table = _truth_table(V)
+    nodes = torch.arange(float(V.min()) - 2, float(V.max()) + 5, 3.0, dtype=torch.float64)
+    coarse = NodeTable(nodes, curves(table, nodes))
+    r, J = tf.jacobian(coarse, nodes)
+    x = tf.gates(coarse)
+    D = cell.directions(tf.cell_columns(x)[0])
+    assert D is not None and D.shape[1] == len(CELL_NAMES)
+    JD = J.reshape(-1, r.numel()) @ D
+    assert float(JD.abs().max()) < 1e-8 * float(J.abs().max()) * float(D.abs().max()) * r.numel()
+
+
+def test_a_density_recording_keeps_its_current_and_only_frees_what_is_asked(cell_data):
+    t, V, I = cell_data
+    rec = SimpleNamespace(time=t, voltage=V, current=I / C_TOTAL, biophysics=CELL,
+                          trace_names=None)
+    data = TraceData.from_recording(rec)
+    before = data.I.clone()
+    assert recording_cell(rec, data) == (None, (), {})
+    assert torch.equal(data.I, before) and data.bio == CELL
+    assert cell_estimate(data.bio, None, ()) is None
+    with pytest.raises(ConfigError, match="C_total can be estimated only .* pA"):
+        recording_cell(rec, data, ("C_total",))
+
+
+def test_a_pa_recording_is_converted_with_the_c_total_start(cell_data):
+    t, V, I = cell_data
+    cell = {"C_total": SimpleNamespace(status="unknown", value=200.0, lower=50.0, upper=800.0),
+            "E_L": SimpleNamespace(status="known", value=-61.0, lower=None, upper=None)}
+    rec = SimpleNamespace(**vars(_pa_recording(t, V, I)), cell=cell)
+    data = TraceData.from_recording(rec)
+    c_start, free, bounds = recording_cell(rec, data)
+    assert c_start == 200.0 and free == ("C_total",)
+    assert bounds == {"C_total": (50.0, 800.0)}
+    np.testing.assert_allclose(data.I.numpy(), I / 200.0)
+    assert data.bio.C_m == 1.0 and data.bio.E_L == -61.0
+
+
+def test_bad_cell_requests_fail_when_made():
+    with pytest.raises(ConfigError, match="unknown cell parameter.*'g_X'"):
+        FitConfig(free=("g_X",))
+    assert FitConfig(free="g_Na, E_L").free == ("g_Na", "E_L")
+    assert dataclasses.replace(FitConfig(), free=["g_K"]).free == ("g_K",)
+    with pytest.raises(ConfigError, match="lower < upper"):
+        cell_estimate(Biophysics(), None, ("g_Na",), {"g_Na": (10.0, 5.0)})
