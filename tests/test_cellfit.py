@@ -50,7 +50,8 @@ def _truth_table(V):
     return NodeTable(nodes, P)
 
 
-def _pa_recording(t, V, I, bio=Biophysics()):
+def _pa_recording(t, V, I, bio=None):
+    bio = Biophysics() if bio is None else bio
     return SimpleNamespace(time=t, voltage=V, current=I, biophysics=bio,
                            trace_names=None, current_units="pA")
 
