@@ -1,11 +1,13 @@
 """Recordings in memory and on disk (the HDF5 format of ``docs/recording-format.md``, v1).
 
 A :class:`Recording` holds current-clamp traces on one uniform time grid: membrane
-potential (mV) and injected current density (µA/cm², positive depolarises), the known
-biophysics of the cell and, for synthetic data, the ground truth (kinetics name,
-temperature, q10, gates). :func:`read_recording` validates a file against the contract and
-raises :class:`~hybridhh.errors.RecordingError` naming the file, the field and what was
-expected; it never converts or truncates. :func:`write_recording` writes atomically.
+potential (mV) and injected current (positive depolarises) as a density in µA/cm² or, for
+a real cell of unknown area, in pA; the known biophysics of the cell, what is known and
+unknown about the cell (:class:`~hybridhh.cell.Cell`), how it was recorded (metadata) and,
+for synthetic data, the ground truth (kinetics name, temperature, q10, gates).
+:func:`read_recording` validates a file against the contract and raises
+:class:`~hybridhh.errors.RecordingError` naming the file, the field and what was expected;
+it never converts or truncates. :func:`write_recording` writes atomically.
 
 Layout (required unless marked optional; see the contract for the full text)::
 
@@ -13,7 +15,7 @@ Layout (required unless marked optional; see the contract for the full text)::
                       description (optional)
     /time             float64 (T,)     attrs units="ms"; strictly increasing, uniform
     /voltage          float64 (n, T)   attrs units="mV"
-    /current          float64 (n, T)   attrs units="uA/cm^2"
+    /current          float64 (n, T)   attrs units="uA/cm^2" (or "pA", optional, added)
     /trace_names      optional utf-8 strings (n,)
     /biophysics       attrs C_m, g_Na, g_K, g_L, E_Na, E_K, E_L, temperature (optional),
                       each optionally with "<name>_units"
@@ -26,6 +28,12 @@ Optional fields this module adds (readers that do not know them ignore them):
   measurement noise added to a synthetic V.
 * ``/truth/voltage`` float64 (n, T), mV: the noise-free V of synthetic data.
 * ``/truth`` attr ``integrator``: the integrator that produced synthetic data.
+* ``/current`` units ``"pA"``: a current in pA, for a cell whose area is unknown.
+* ``/cell``: one subgroup per cell parameter (C_total pF, g's mS/cm², E's mV) with attrs
+  ``status`` (known/unknown/absent), ``value``, ``lower``, ``upper``, ``start``, ``units``.
+* ``/metadata``: attrs liquid_junction_potential (mV), lowpass (kHz), bridge_balance
+  (MOhm), source_file, sweeps (int64 array, one per trace), free text; each number with
+  ``<name>_units``.
 """
 
 from __future__ import annotations
@@ -40,12 +48,16 @@ import numpy as np
 
 from .atomic import atomic_write
 from .biophysics import BIOPHYSICS_UNITS, Biophysics
+from .cell import PARAMETERS as CELL_PARAMETERS
+from .cell import Cell, CellParameter
 from .constants import HH_REFERENCE_TEMPERATURE
 from .errors import ConfigError, HybridHHError, RecordingError
+from .metadata import METADATA, check_metadata
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "CURRENT_UNITS",
     "SUPPORTED_VERSIONS",
     "TIME_RTOL",
     "Truth",
@@ -65,8 +77,11 @@ SUPPORTED_VERSIONS = (1,)
 #: ``(t[-1] - t[0]) / (T - 1)`` by at most this fraction of it.
 TIME_RTOL = 1e-6
 
-#: units attr required on each dataset
+#: units attr required on each dataset (/current: the first of CURRENT_UNITS, or another)
 DATASET_UNITS = {"/time": "ms", "/voltage": "mV", "/current": "uA/cm^2"}
+#: The units a current may have: a density, or pA for a cell of unknown area (then C_m is
+#: the convention 1 uF/cm^2 and C_total, pF, scales pA to uA/cm^2).
+CURRENT_UNITS = ("uA/cm^2", "pA")
 #: /biophysics attrs that must be present (temperature is optional)
 REQUIRED_BIOPHYSICS = ("C_m", "g_Na", "g_K", "g_L", "E_Na", "E_K", "E_L")
 
@@ -232,7 +247,7 @@ class Recording:
     voltage : ndarray (n_traces, n_samples)
         Membrane potential, mV.
     current : ndarray (n_traces, n_samples)
-        Injected current density, µA/cm², positive depolarises.
+        Injected current in ``current_units``, positive depolarises.
     trace_names : tuple of str
         One per trace (default ``trace_0``, ``trace_1``, ...).
     biophysics : Biophysics
@@ -252,9 +267,21 @@ class Recording:
         ``biophysics.temperature`` then holds the assumed 6.3 °C.
     path : str or None
         The file it was read from.
+    current_units : str
+        ``"uA/cm^2"`` (a density; the default, and every file before the option) or
+        ``"pA"`` (a real cell of unknown area: C_total, pF, converts I[uA/cm^2] =
+        I[pA] / C_total[pF] with the convention C_m = 1 µF/cm²).
+    cell : Cell or None
+        Which cell parameters are known, unknown (bounds, start) or absent (``/cell``);
+        None when the file says nothing (old files). A dict ``{name: {status, ...}}`` is
+        turned into a :class:`~hybridhh.cell.Cell`.
+    metadata : dict
+        How it was recorded (``/metadata``; :data:`hybridhh.metadata.METADATA`):
+        liquid_junction_potential (mV), lowpass (kHz), bridge_balance (MOhm),
+        source_file, sweeps (one per trace), and free text; ``{}`` when none.
 
-    The constructor validates shapes, finiteness and the time axis and raises
-    :class:`RecordingError`.
+    The constructor validates shapes, finiteness, the time axis, the current units, the
+    cell and the metadata and raises :class:`RecordingError`.
     """
 
     time: np.ndarray
@@ -269,6 +296,9 @@ class Recording:
     noise_seed: int | None = None
     temperature_known: bool = True
     path: str | None = None
+    current_units: str = "uA/cm^2"
+    cell: Cell | None = None
+    metadata: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         where = self.path or _IN_MEMORY
@@ -289,6 +319,32 @@ class Recording:
         object.__setattr__(self, "voltage", voltage)
         object.__setattr__(self, "current", current)
         object.__setattr__(self, "trace_names", names)
+        if self.current_units not in CURRENT_UNITS:
+            raise RecordingError(where, "/current/units",
+                                 f"unknown unit {self.current_units!r}; expected one of "
+                                 f"{', '.join(map(repr, CURRENT_UNITS))} (convert others, "
+                                 "e.g. nA, when importing: hybridhh import)")
+        cell = self.cell
+        if cell is not None and not isinstance(cell, Cell):
+            try:
+                cell = Cell(cell)
+            except ConfigError as e:
+                raise RecordingError(where, "/cell", str(e)) from None
+        if cell is not None and self.current_units != "pA" \
+                and cell["C_total"].status == "unknown":
+            raise RecordingError(where, "/cell/C_total",
+                                 "unknown C_total needs a current in pA; this current is in "
+                                 f"{self.current_units} (a density: its C_m is known)")
+        object.__setattr__(self, "cell", cell)
+        try:
+            metadata = check_metadata(self.metadata)
+        except ConfigError as e:
+            raise RecordingError(where, "/metadata", str(e)) from None
+        if "sweeps" in metadata and len(metadata["sweeps"]) != voltage.shape[0]:
+            raise RecordingError(where, "/metadata/sweeps",
+                                 f"expected one sweep number per trace ({voltage.shape[0]}), "
+                                 f"got {len(metadata['sweeps'])}")
+        object.__setattr__(self, "metadata", metadata)
         if self.truth is not None:
             object.__setattr__(self, "truth", dataclasses.replace(self.truth, gates=gates,
                                                                   voltage=tv))
@@ -313,13 +369,20 @@ class Recording:
         return float(self.time[-1] - self.time[0])
 
     @property
+    def temperature(self) -> float | None:
+        """The recording temperature, °C (``biophysics.temperature``), or None when the
+        file does not state it (``temperature_known`` false)."""
+        return self.biophysics.temperature if self.temperature_known else None
+
+    @property
     def gates(self) -> np.ndarray | None:
         """True gates ``(n_traces, n_samples, 3)`` when the data are synthetic, else None."""
         return None if self.truth is None else self.truth.gates
 
     @property
     def stimulus(self):
-        """The injected current as a :class:`hybridhh.protocols.Stimulus` (µA/cm², ms)."""
+        """The injected current as a :class:`hybridhh.protocols.Stimulus` (ms; in
+        ``current_units``: µA/cm², or pA for a cell of unknown area)."""
         from .protocols import Stimulus
 
         return Stimulus(self.time, self.current, self.trace_names)
@@ -340,17 +403,23 @@ class Recording:
                 gates=None if truth.gates is None else truth.gates[idx],
                 voltage=None if truth.voltage is None else truth.voltage[idx],
             )
+        metadata = dict(self.metadata)
+        if "sweeps" in metadata:
+            metadata["sweeps"] = [metadata["sweeps"][i] for i in idx]
         return dataclasses.replace(self, voltage=self.voltage[idx], current=self.current[idx],
                                    trace_names=tuple(self.trace_names[i] for i in idx),
-                                   truth=truth)
+                                   truth=truth, metadata=metadata)
 
     def summary(self) -> dict:
         """Plain-data summary (JSON-serialisable) of what the recording holds.
 
         Keys: path, source, description, n_traces, n_samples, duration (ms), dt (ms),
-        t_start (ms), voltage (min, max, p1, p99 in mV), current (min, max in µA/cm²),
-        biophysics (dict with units implied), temperature_known, noise_sigma (mV),
-        truth (dict or None), traces (list of per-trace dicts: name, V min/max, I min/max).
+        t_start (ms), voltage (min, max, p1, p99 in mV), current (min, max in
+        current_units), current_units, biophysics (dict with units implied),
+        temperature_known, noise_sigma (mV), truth (dict or None), cell (``{name:
+        {status, value, lower, upper, start, unit}}`` of the parameters not absent, or
+        None), metadata (dict), traces (list of per-trace dicts: name, V min/max, I
+        min/max).
         """
         v, i = self.voltage, self.current
         p1, p99 = np.percentile(v, [1, 99])
@@ -372,10 +441,13 @@ class Recording:
             "voltage": {"min": float(v.min()), "max": float(v.max()),
                         "p1": float(p1), "p99": float(p99)},
             "current": {"min": float(i.min()), "max": float(i.max())},
+            "current_units": self.current_units,
             "biophysics": self.biophysics.as_dict(),
             "temperature_known": self.temperature_known,
             "noise_sigma": self.noise_sigma,
             "truth": truth,
+            "cell": None if self.cell is None else self.cell.as_dict(),
+            "metadata": dict(self.metadata),
             "traces": [
                 {"name": name, "V_min": float(v[k].min()), "V_max": float(v[k].max()),
                  "I_min": float(i[k].min()), "I_max": float(i[k].max())}
@@ -509,9 +581,19 @@ def read_recording(path) -> Recording:
                                 required=False) or ""
 
         arrays = {}
+        current_units = None
         for name, unit in DATASET_UNITS.items():
             ds = _dataset(f, name[1:], path)
-            _check_units(ds.attrs, "units", unit, path, f"{name}/units", required=True)
+            if name == "/current":
+                current_units = _attr_str(ds.attrs, "units", path, "/current/units")
+                if current_units not in CURRENT_UNITS:
+                    raise RecordingError(path, "/current/units",
+                                         f"unknown unit {current_units!r}; expected one of "
+                                         f"{', '.join(map(repr, CURRENT_UNITS))} (the reader "
+                                         "does not convert units: convert others, e.g. nA, "
+                                         "when importing)")
+            else:
+                _check_units(ds.attrs, "units", unit, path, f"{name}/units", required=True)
             arrays[name] = _read_array(f, name[1:], path)
         time = _check_time(arrays["/time"], path)
 
@@ -572,6 +654,8 @@ def read_recording(path) -> Recording:
             if tvd is not None:
                 _check_units(tvd.attrs, "units", "mV", path, "/truth/voltage/units",
                              required=False)
+        cell = _read_cell(f, path)
+        metadata = _read_metadata(f, path)
 
     temperature_known = True
     if "temperature" not in bio:
@@ -589,7 +673,72 @@ def read_recording(path) -> Recording:
                      trace_names=names, biophysics=biophysics, source=source,
                      description=description, truth=truth, noise_sigma=noise_sigma,
                      noise_seed=noise_seed, temperature_known=temperature_known,
-                     path=str(path))
+                     path=str(path), current_units=current_units, cell=cell,
+                     metadata=metadata)
+
+
+def _group(f, name, path):
+    import h5py
+
+    if name not in f:
+        return None
+    g = f[name]
+    if not isinstance(g, h5py.Group):
+        raise RecordingError(path, f.name.rstrip("/") + "/" + name, "expected a group")
+    return g
+
+
+def _read_cell(f, path) -> Cell | None:
+    """The optional ``/cell`` group: one subgroup per parameter."""
+    g = _group(f, "cell", path)
+    if g is None:
+        return None
+    params = {}
+    for name in g:
+        field = f"/cell/{name}"
+        if name not in CELL_PARAMETERS:
+            raise RecordingError(path, field, "unknown cell parameter; expected one of "
+                                 f"{', '.join(CELL_PARAMETERS)}")
+        sub = _group(g, name, path)
+        _check_units(sub.attrs, "units", CELL_PARAMETERS[name][0], path, f"{field}/units",
+                     required=False)
+        status = _attr_str(sub.attrs, "status", path, f"{field}/status")
+        values = {k: _attr_float(sub.attrs, k, path, f"{field}/{k}", required=False)
+                  for k in ("value", "lower", "upper", "start")}
+        try:
+            params[name] = CellParameter(name, status, **values)
+        except ConfigError as e:
+            raise RecordingError(path, field, str(e)) from None
+    return Cell(params)
+
+
+def _read_metadata(f, path) -> dict:
+    """The optional ``/metadata`` group's attributes (numbers with checked units)."""
+    g = _group(f, "metadata", path)
+    if g is None:
+        return {}
+    out = {}
+    for key in g.attrs:
+        if key.endswith("_units"):
+            continue
+        field = f"/metadata/{key}"
+        kind, unit, _ = METADATA.get(key, ("text", None, ""))
+        if kind == "text":
+            out[key] = _attr_str(g.attrs, key, path, field)
+        elif kind == "sweeps":
+            value = np.asarray(g.attrs[key])
+            if value.ndim > 1 or value.dtype.kind not in "iu":
+                raise RecordingError(path, field, "expected a 1-D array of integers, got "
+                                     f"{value!r}")
+            out[key] = [int(x) for x in value.reshape(-1)]
+        else:
+            out[key] = _attr_float(g.attrs, key, path, field)
+            _check_units(g.attrs, f"{key}_units", unit, path, f"{field}_units",
+                         required=False)
+    try:
+        return check_metadata(out)
+    except ConfigError as e:
+        raise RecordingError(path, "/metadata", str(e)) from None
 
 
 # --- writing --------------------------------------------------------------------------
@@ -605,7 +754,7 @@ def _write(f, rec: Recording):
     for name, unit in DATASET_UNITS.items():
         data = {"/time": rec.time, "/voltage": rec.voltage, "/current": rec.current}[name]
         ds = f.create_dataset(name[1:], data=np.asarray(data, dtype=np.float64))
-        ds.attrs["units"] = unit
+        ds.attrs["units"] = rec.current_units if name == "/current" else unit
     if rec.noise_sigma is not None:
         f["voltage"].attrs["noise_sigma"] = float(rec.noise_sigma)
     if rec.noise_seed is not None:
@@ -630,6 +779,26 @@ def _write(f, rec: Recording):
             tg.create_dataset("gates", data=rec.truth.gates)
         if rec.truth.voltage is not None:
             tg.create_dataset("voltage", data=rec.truth.voltage).attrs["units"] = "mV"
+    if rec.cell is not None:
+        cg = f.create_group("cell")
+        for name, p in rec.cell.items():
+            sub = cg.create_group(name)
+            sub.attrs["status"] = p.status
+            sub.attrs["units"] = p.unit
+            for k in ("value", "lower", "upper", "start"):
+                if getattr(p, k) is not None:
+                    sub.attrs[k] = float(getattr(p, k))
+    if rec.metadata:
+        mg = f.create_group("metadata")
+        for key, value in rec.metadata.items():
+            kind, unit, _ = METADATA.get(key, ("text", None, ""))
+            if kind == "text":
+                mg.attrs[key] = value
+            elif kind == "sweeps":
+                mg.attrs[key] = np.asarray(value, dtype=np.int64)
+            else:
+                mg.attrs[key] = float(value)
+                mg.attrs[f"{key}_units"] = unit
 
 
 def write_recording(path, rec: Recording) -> Path:

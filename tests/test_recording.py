@@ -236,7 +236,7 @@ BAD_CASES = {
     "time in seconds": (_set_attr("time", "units", "s"), "/time/units", "unknown unit"),
     "voltage in volts": (_set_attr("voltage", "units", "V"), "/voltage/units",
                          "unknown unit"),
-    "current in pA": (_set_attr("current", "units", "pA"), "/current/units", "unknown unit"),
+    "current in nA": (_set_attr("current", "units", "nA"), "/current/units", "unknown unit"),
     "biophysics unit": (_set_attr("biophysics", "g_K_units", "S/cm^2"),
                         "/biophysics/g_K_units", "unknown unit"),
     "truth temperature unit": (_set_attr("truth", "temperature_units", "K"),
