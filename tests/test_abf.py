@@ -53,7 +53,7 @@ def test_bad_arguments():
         read_abf(f, BIO)
     with pytest.raises(ConfigError, match="exactly one"):
         read_abf(f, BIO, area=1e-4, capacitance=100.0)
-    with pytest.raises(ConfigError, match="sweeps"):
+    with pytest.raises(RecordingError, match="sweeps.*out of range: the file has 9"):
         read_abf(f, BIO, capacitance=100.0, sweeps=[99])
     with pytest.raises(RecordingError, match="channel"):
         read_abf(f, BIO, capacitance=100.0, current_channel=3)
