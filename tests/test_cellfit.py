@@ -155,3 +155,21 @@ def test_bad_cell_requests_fail_when_made():
     assert dataclasses.replace(FitConfig(), free=["g_K"]).free == ("g_K",)
     with pytest.raises(ConfigError, match="lower < upper"):
         cell_estimate(Biophysics(), None, ("g_Na",), {"g_Na": (10.0, 5.0)})
+
+
+def test_the_recording_format_cell_gives_starts_bounds_and_known_values(cell_data):
+    """hybridhh.cell.Cell (what `hybridhh import` writes): an unknown's start is the
+    C_total start, a known value replaces /biophysics, every unknown is free."""
+    from hybridhh.cell import Cell, CellParameter
+
+    t, V, I = cell_data
+    cell = Cell.unknown(C_total=250.0, g_L=0.05)
+    cell = Cell({**{n: cell[n] for n in cell}, "E_K": CellParameter("E_K", "known", value=-85.0)})
+    rec = SimpleNamespace(**vars(_pa_recording(t, V, I)), cell=cell)
+    data = TraceData.from_recording(rec)
+    c_start, free, bounds = recording_cell(rec, data)
+    assert c_start == 250.0
+    assert free == ("C_total", "g_Na", "E_Na", "g_K", "g_L", "E_L")
+    assert bounds["C_total"] == (5.0, 2000.0)
+    np.testing.assert_allclose(data.I.numpy(), I / 250.0)
+    assert data.bio.E_K == -85.0 and data.bio.g_L == 0.05

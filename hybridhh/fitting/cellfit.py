@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..biophysics import Biophysics
+from ..cell import PARAMETERS
 from ..errors import ConfigError
 
 __all__ = ["CELL_NAMES", "BOUNDS", "CellEstimate", "cell_estimate", "commit", "recording_cell"]
@@ -39,9 +40,8 @@ __all__ = ["CELL_NAMES", "BOUNDS", "CellEstimate", "cell_estimate", "commit", "r
 CELL_NAMES = ("C_total", "g_Na", "E_Na", "g_K", "E_K", "g_L", "E_L")
 
 #: Physiological bounds of each unknown (pF; mS/cm²; mV).
-BOUNDS = {"C_total": (5.0, 2000.0), "g_Na": (1.0, 500.0), "E_Na": (30.0, 90.0),
-          "g_K": (0.5, 200.0), "E_K": (-110.0, -60.0), "g_L": (0.005, 5.0),
-          "E_L": (-100.0, -30.0)}
+#: (The recording format's table, :data:`hybridhh.cell.PARAMETERS`.)
+BOUNDS = {name: (lower, upper) for name, (_, lower, upper) in PARAMETERS.items()}
 
 #: The 1952 convention's voltages are the modern ones + 65 mV (rest at 0): bounds of E's
 #: shift with them.
@@ -233,8 +233,12 @@ def _parameters(recording) -> dict:
             continue
         if p is None:
             continue
-        out[name] = (getattr(p, "status", "known"), getattr(p, "value", None),
-                     getattr(p, "lower", None), getattr(p, "upper", None))
+        status = getattr(p, "status", "known")
+        # a known parameter's number is its value; an unknown one's is its start
+        value = getattr(p, "value", None)
+        if status == "unknown" and getattr(p, "start", None) is not None:
+            value = p.start
+        out[name] = (status, value, getattr(p, "lower", None), getattr(p, "upper", None))
     return out
 
 
