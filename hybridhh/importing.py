@@ -141,21 +141,23 @@ def _ranges(numbers) -> str:
 def apply_window(path, time: np.ndarray, window, *arrays: np.ndarray):
     """Keep ``start <= t <= stop`` (ms) of ``time`` and of each ``[n, T]`` array.
 
-    ``time`` is measured from the start of the sweep. Raises :class:`RecordingError`
-    (field ``window``) for a window that is not ordered or lies outside the sweep, or
-    keeps fewer than 2 samples.
+    ``time`` is measured from the start of the sweep; a sample within 1e-6 of a step of
+    START or STOP counts as on it (times converted from s carry rounding). Raises
+    :class:`RecordingError` (field ``window``) for a window that is not ordered or lies
+    outside the sweep, or keeps fewer than 2 samples.
     """
     if window is None:
         return (time, *arrays)
     start, stop = (float(x) for x in window)
     t0, t1 = float(time[0]), float(time[-1])
+    eps = 1e-6 * (t1 - t0) / max(len(time) - 1, 1)  # sample times are rounded (s -> ms)
     if not (math.isfinite(start) and math.isfinite(stop) and start < stop):
         raise RecordingError(path, "window", f"expected START < STOP (ms), got {start:g} "
                              f"{stop:g}")
-    if start < t0 or stop > t1:
+    if start < t0 - eps or stop > t1 + eps:
         raise RecordingError(path, "window", f"{start:g}..{stop:g} ms lies outside the sweep "
                              f"({t0:g}..{t1:g} ms)")
-    keep = (time >= start) & (time <= stop)
+    keep = (time >= start - eps) & (time <= stop + eps)
     if keep.sum() < 2:
         raise RecordingError(path, "window", f"{start:g}..{stop:g} ms keeps fewer than 2 "
                              f"samples of the {t0:g}..{t1:g} ms sweep")

@@ -20,6 +20,8 @@ or rates, mixed current units.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +36,10 @@ __all__ = ["read_nwb", "VOLTAGE_TO_MV", "CURRENT_TO_PA"]
 VOLTAGE_TO_MV = {"volts": 1000.0, "V": 1000.0, "mV": 1.0}
 #: pA per unit of a stimulus series.
 CURRENT_TO_PA = {"amperes": 1e12, "A": 1e12, "nA": 1e3, "pA": 1.0}
+
+
+#: pynwb's warning when it overrides a series' declared unit
+_IGNORED_UNIT = re.compile(r"Unit '(.*)' for (\w+) '(.*)' is ignored and will be set to '(.*)'")
 
 
 def _pynwb():
@@ -57,12 +63,12 @@ def _pairs(nwb, path) -> tuple[list[tuple], str]:
         for row in range(len(table)):
             resp, stim = responses[row], stimuli[row]
             field = f"intracellular_recordings row {row}"
-            if resp is None or not resp.isvalid():
+            if not _valid(resp):
                 raise RecordingError(path, field, "has no response series")
             if isinstance(resp.timeseries, VoltageClampSeries):
                 raise RecordingError(path, field, f"response {resp.timeseries.name!r} is "
                                      "voltage clamp; hybridhh reads current clamp")
-            if stim is None or not stim.isvalid():
+            if not _valid(stim):
                 raise RecordingError(path, field, f"response {resp.timeseries.name!r} has no "
                                      "stimulus series (a CurrentClampStimulusSeries is needed "
                                      "for the injected current)")
@@ -97,6 +103,14 @@ def _pairs(nwb, path) -> tuple[list[tuple], str]:
         n_r, n_s = len(r.data), len(match[0].data)
         pairs.append((r, match[0], 0, n_r, 0, n_s))
     return pairs, "sweep_number (no intracellular-recordings table)"
+
+
+def _valid(ref) -> bool:
+    """A table cell that references a series (pynwb marks a missing one with None or -1)."""
+    if ref is None or getattr(ref, "timeseries", None) is None:
+        return False
+    start, count = getattr(ref, "idx_start", None), getattr(ref, "count", None)
+    return start is not None and count is not None and start >= 0 and count > 0
 
 
 def _electrode_name(series) -> str:
@@ -157,11 +171,23 @@ def read_nwb(path, *, sweeps: Sequence[int] | None = None,
         raise ConfigError(f"{path}: --current-channel is for ABF files; in NWB each response "
                           "has its own stimulus series")
     try:
-        io = pynwb.NWBHDF5IO(str(path), "r")
-        nwb = io.read()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            io = pynwb.NWBHDF5IO(str(path), "r")
+            nwb = io.read()
     except Exception as e:  # pynwb/hdmf/h5py raise many types on malformed files
         raise RecordingError(path, None, f"cannot read as NWB ({type(e).__name__}: {e})"
                              ) from None
+    for w in caught:
+        m = _IGNORED_UNIT.search(str(w.message))
+        if m:  # pynwb replaced a declared unit: the data's scale would be lost silently
+            io.close()
+            raise RecordingError(path, f"{m.group(3)}/unit", f"the {m.group(2)} declares unit "
+                                 f"{m.group(1)!r}, which pynwb replaces by {m.group(4)!r} (NWB "
+                                 "2.1 fixes the unit): mixed current units, the data's scale "
+                                 "is ambiguous; store the data in the standard unit with a "
+                                 "conversion factor")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     try:
         pairs, paired_by = _pairs(nwb, path)
         electrodes = sorted({_electrode_name(p[0]) for p in pairs})

@@ -46,8 +46,8 @@ def test_help_exits_0(capsys):
 
 
 def test_registration_table():
-    assert list(cli.COMMANDS) == ["simulate", "info", "plot", "import-abf", "fit", "rates",
-                                  "compare", "report", "predict", "export"]
+    assert list(cli.COMMANDS) == ["simulate", "info", "plot", "import", "import-abf", "passive",
+                                  "fit", "rates", "compare", "report", "predict", "export"]
     with pytest.raises(ValueError, match="twice"):
         cli.command("info", "again")(lambda args: 0)
 
