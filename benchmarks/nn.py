@@ -294,6 +294,57 @@ def run_cost(cfg, log):
     return rows
 
 
+# --- figure ----------------------------------------------------------------------------------
+
+
+def figure(path: Path):
+    """f–I curves of both units beside the sigmoid, calibrated maps, and a filter response."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hybridhh.nn.calibrate import _fit
+
+    f64 = torch.float64
+    fhn = FHNLayer(1, dtype=f64)
+    hh = HHLayer(1, dtype=f64)
+    I_f = np.linspace(-1.5, 2.5, 801)
+    I_h = np.linspace(-10.0, 60.0, 351)
+    F_f = fhn.response_curve(torch.tensor(I_f)).numpy()
+    F_h = hh.response_curve(torch.tensor(I_h)).numpy()
+    z = np.linspace(-5.0, 5.0, 401)
+    sig = 1.0 / (1.0 + np.exp(-z))
+    fig, ax = plt.subplots(1, 4, figsize=(16, 3.6))
+    ax[0].plot(I_f, F_f, "k")
+    ax[0].set(xlabel="drive I", ylabel="mean v (readout 100)", title="FHN unit: f–I")
+    ax[1].plot(I_h, F_h, "k")
+    ax[1].set(xlabel="drive (µA/cm²)", ylabel="mean V (mV, readout 50 ms)",
+              title="HH unit: f–I")
+    ax[2].plot(z, sig, "k", lw=3, alpha=0.3, label="sigmoid")
+    for name, drive, F, c in (("FHN", I_f, F_f, "C0"), ("HH", I_h, F_h, "C1")):
+        d0, d1, sc, off, zlo, zhi = _fit(drive, F, z, sig)
+        u = d0 + (z - zlo) / (zhi - zlo) * (d1 - d0)
+        ax[2].plot(z, sc * np.interp(u, drive, F) + off, c, label=f"{name}, calibrated")
+    ax[2].set(xlabel="pre-activation z", ylabel="activation", title="calibrated on -5..5")
+    ax[2].legend(frameon=False)
+    t_in = np.arange(75) * 2.0
+    drive = 0.8 + 0.6 * np.sin(2 * np.pi * t_in / 60.0) * (t_in > 20)
+    layer = FHNLayer(1, dt=0.5, settle=50.0, readout=100.0, input_dt=2.0, gradient="backprop",
+                     dtype=f64)
+    with torch.no_grad():
+        _, traj = layer(torch.tensor(drive)[None, :, None], return_trajectory=True)
+    t = (np.arange(traj.shape[1]) + 1) * 0.5
+    ax[3].plot(t, traj[0, :, 0].numpy(), "k", label="v")
+    ax[3].step(t_in, drive, "C2", where="post", label="drive")
+    ax[3].set(xlabel="time (model units)", title="FHN under a varying drive: a filter")
+    ax[3].legend(frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -316,9 +367,14 @@ def main(argv=None):
                    choices=["mnist", "mnist1d", "cost"])
     p.add_argument("--no-hh", action="store_true", help="skip the HH units on MNIST-5k")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--figure", type=Path, metavar="PNG",
+                   help="only draw the f–I figure (docs/img/nn_units.png) and exit")
     p.add_argument("--probe", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
+    if a.figure:
+        figure(a.figure)
+        return
     if a.probe:
         kind, mode, readout, batch, units = a.probe
         print(json.dumps(probe(kind, mode, float(readout), int(batch), int(units))))
