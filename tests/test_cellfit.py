@@ -173,3 +173,28 @@ def test_the_recording_format_cell_gives_starts_bounds_and_known_values(cell_dat
     assert bounds["C_total"] == (5.0, 2000.0)
     np.testing.assert_allclose(data.I.numpy(), I / 250.0)
     assert data.bio.E_K == -85.0 and data.bio.g_L == 0.05
+
+
+def test_a_pa_recording_without_starts_starts_from_its_passive_analysis():
+    """fit() starts C_total, g_L, E_L of an imported recording (all unknown, no starts) at
+    its own passive analysis: here an exact RC cell, C 200 pF, R 150 MOhm (tau 30 ms)."""
+    from hybridhh.cell import Cell
+    from hybridhh.fitting.cellfit import passive_started
+    from hybridhh.recording import Recording
+
+    t = np.arange(16001) * 0.05
+    I = np.where((t >= 100) & (t < 600), -50.0, 0.0)
+    x = np.clip(t - 100.0, 0.0, 500.0)
+    V = -70.0 - 7.5 * (1 - np.exp(-x / 30.0)) * np.exp(-np.clip(t - 600.0, 0, None) / 30.0)
+    rec = Recording(time=t, voltage=V[None], current=I[None], source="test",
+                    current_units="pA", cell=Cell.unknown(g_L=0.05), temperature_known=False)
+    started, passive = passive_started(rec)
+    assert passive["started"] == ["C_total", "E_L"]  # g_L had a start: kept
+    starts = started.cell.start_values()
+    assert starts["C_total"] == pytest.approx(200.0, rel=1e-3)
+    assert starts["E_L"] == pytest.approx(-70.0, abs=1e-6) and starts["g_L"] == 0.05
+    # nothing to start, or no step: unchanged
+    assert passive_started(started) == (started, None)
+    flat = Recording(time=t, voltage=V[None] * 0 - 70.0, current=I[None] * 0, source="test",
+                     current_units="pA", cell=Cell.unknown(), temperature_known=False)
+    assert passive_started(flat) == (flat, None)

@@ -162,6 +162,7 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
     config = config or FitConfig()
     if config.threads:
         torch.set_num_threads(config.threads)
+    recording, passive = cellfit.passive_started(recording)
     data = TraceData.from_recording(recording)
     c_start, free, bounds = cellfit.recording_cell(recording, data, config.free)
     hold = resolve_holdout(data.names, config.holdout)
@@ -212,7 +213,8 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
                          "voltage_range": list(vrange), "dt": data.dt,
                          "biophysics": data.bio.as_dict(),
                          "current_units": getattr(recording, "current_units", "uA/cm^2"),
-                         "C_total_start": c_start, "free": list(free)},
+                         "C_total_start": c_start, "free": list(free),
+                         "passive": passive},
             })
 
     monitor = None

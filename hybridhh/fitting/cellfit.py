@@ -24,6 +24,7 @@ forcing), so it is not a separate unknown: a bias shows up in E_L.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -34,7 +35,8 @@ from ..biophysics import Biophysics
 from ..cell import PARAMETERS
 from ..errors import ConfigError
 
-__all__ = ["CELL_NAMES", "BOUNDS", "CellEstimate", "cell_estimate", "commit", "recording_cell"]
+__all__ = ["CELL_NAMES", "BOUNDS", "CellEstimate", "cell_estimate", "commit", "recording_cell",
+           "passive_started"]
 
 #: The cell's parameters a fit can estimate, in the order of the linear problem's columns.
 CELL_NAMES = ("C_total", "g_Na", "E_Na", "g_K", "E_K", "g_L", "E_L")
@@ -274,3 +276,31 @@ def recording_cell(recording, data, extra_free=()):
         data.bio = data.bio.replace(**{n: v for n, v in starts.items() if n != "C_total"})
     free = tuple(n for n in CELL_NAMES if n in set(free))
     return c_start, free, bounds
+
+
+def passive_started(recording):
+    """``(recording, passive)``: a recording in pA whose ``/cell`` leaves C_total, g_L or E_L
+    unknown without a start, started from its own passive analysis
+    (:func:`hybridhh.analysis.passive.passive_start`: τ_m and R_in of its hyperpolarising
+    steps), and that analysis as a dict; ``passive`` is None (and the recording unchanged)
+    when the recording has no such step or needs no start."""
+    from ..analysis.passive import passive_analysis
+    from ..recording import Recording
+
+    cell = getattr(recording, "cell", None)
+    if (not isinstance(recording, Recording) or cell is None
+            or getattr(recording, "current_units", None) not in PA_UNITS):
+        return recording, None
+    names = [n for n in ("C_total", "g_L", "E_L")
+             if n in cell and cell[n].status == "unknown" and cell[n].start is None]
+    if not names:
+        return recording, None
+    try:
+        p = passive_analysis(recording)
+    except ConfigError:
+        return recording, None
+    starts = {"C_total": p.C_total, "g_L": p.g_L, "E_L": p.E_L}
+    started = dataclasses.replace(recording, cell=cell.with_starts(
+        **{n: starts[n] for n in names}))
+    summary = {k: v for k, v in p.as_dict().items() if k != "steps"}
+    return started, {**summary, "started": names}
