@@ -14,6 +14,7 @@ shared by the two readers so both check and say the same things.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .biophysics import Biophysics
-from .cell import Cell
+from .cell import PARAMETERS, Cell, CellParameter
 from .constants import HH_REFERENCE_TEMPERATURE
 from .errors import ConfigError, RecordingError
 from .recording import Recording
@@ -37,8 +38,8 @@ IMPORTERS = {".abf": ("hybridhh.abf", "read_abf_pa", "pyabf: pip install 'hybrid
 def import_recording(path, *, sweeps: Sequence[int] | None = None,
                      window: tuple[float, float] | None = None,
                      voltage_channel: int | None = None, current_channel: int | None = None,
-                     temperature: float | None = None, metadata: dict | None = None
-                     ) -> Recording:
+                     temperature: float | None = None, metadata: dict | None = None,
+                     known: dict | None = None) -> Recording:
     """Read an ABF or NWB current-clamp file as a recording in pA (one trace per sweep).
 
     Parameters
@@ -62,6 +63,9 @@ def import_recording(path, *, sweeps: Sequence[int] | None = None,
     metadata
         Extra metadata (:func:`hybridhh.metadata.check_metadata`), e.g. liquid junction
         potential or bridge balance; merged over what the file gives.
+    known
+        ``{name: value}`` of cell parameters the caller knows (C_total pF, g's mS/cm²,
+        E's mV): marked known (a fit keeps them fixed); the others stay unknown.
 
     Raises
     ------
@@ -82,11 +86,31 @@ def import_recording(path, *, sweeps: Sequence[int] | None = None,
         raise ConfigError(f"temperature must be a finite number of degC, got {temperature}")
     import importlib
 
+    cell = _known_cell(known)
     module, name, _ = IMPORTERS[ext]
     reader = getattr(importlib.import_module(module), name)
-    return reader(path, sweeps=sweeps, window=window, voltage_channel=voltage_channel,
-                  current_channel=current_channel, temperature=temperature,
-                  metadata=metadata)
+    rec = reader(path, sweeps=sweeps, window=window, voltage_channel=voltage_channel,
+                 current_channel=current_channel, temperature=temperature,
+                 metadata=metadata)
+    if cell is None:
+        return rec
+    given = ", ".join(f"{n} = {p.value:g} {p.unit}" for n, p in cell.items()
+                      if p.status == "known")
+    return dataclasses.replace(rec, cell=cell,
+                               description=f"{rec.description}; known (given by the user): "
+                                           f"{given}")
+
+
+def _known_cell(known) -> Cell | None:
+    """Every parameter unknown but those of ``known`` (name -> value), checked now."""
+    if not known:
+        return None
+    unknown = set(known) - set(PARAMETERS)
+    if unknown:
+        raise ConfigError(f"known cell parameter(s) {', '.join(sorted(unknown))}: not a cell "
+                          f"parameter; use {', '.join(PARAMETERS)}")
+    return Cell({n: CellParameter(n, "known", value=known[n]) if n in known
+                 else CellParameter(n, "unknown") for n in PARAMETERS})
 
 
 def parse_sweeps(text: str) -> list[int]:

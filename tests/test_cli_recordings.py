@@ -61,12 +61,13 @@ def test_import_nwb_and_passive(tmp_path, capsys):
     out = tmp_path / "cell.h5"
     assert main(["import", str(tmp_path / "cell.nwb"), "--out", str(out), "--sweeps", "10,12",
                  "--window", "0", "10", "--temperature", "21", "--liquid-junction-potential",
-                 "-12", "-q"]) == 0
+                 "-12", "--known", "E_K=-90", "-q"]) == 0
     rec = read_recording(out)
     assert rec.trace_names == ("sweep_10", "sweep_12") and rec.current_units == "pA"
     np.testing.assert_array_equal(rec.current[1], expected[12][1][:201])
     assert rec.temperature == 21.0 and rec.metadata["liquid_junction_potential"] == -12.0
-    assert rec.cell.free_names() == ("C_total", "g_Na", "g_K", "g_L", "E_Na", "E_K", "E_L")
+    assert rec.cell.free_names() == ("C_total", "g_Na", "g_K", "g_L", "E_Na", "E_L")
+    assert rec.cell.known_values() == {"E_K": -90.0}
 
     write_recording(tmp_path / "rc.h5", rc_cell())
     assert main(["passive", str(tmp_path / "rc.h5"), "--json"]) == 0

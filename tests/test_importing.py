@@ -229,6 +229,19 @@ def test_nwb_round_trip_exact(tmp_path):
     assert sub.time[0] == pytest.approx(2.0) and sub.n_samples == 161
 
 
+def test_known_cell_parameters(tmp_path):
+    path = tmp_path / "cell.nwb"
+    _nwb_file(path, sweeps=1)
+    rec = import_recording(path, known={"E_Na": 55.0, "C_total": 120.0})
+    assert rec.cell.known_values() == {"C_total": 120.0, "E_Na": 55.0}
+    assert rec.cell.free_names() == ("g_Na", "g_K", "g_L", "E_K", "E_L")
+    assert "known (given by the user): C_total = 120 pF, E_Na = 55 mV" in rec.description
+    with pytest.raises(ConfigError, match="C_m: not a cell parameter"):
+        import_recording(path, known={"C_m": 1.0})
+    with pytest.raises(ConfigError, match="g_K: value must be >= 0"):
+        import_recording(path, known={"g_K": -1.0})
+
+
 def test_nwb_paired_by_sweep_number_without_table(tmp_path):
     path = tmp_path / "flat.nwb"
     expected = _nwb_file(path, table=False)

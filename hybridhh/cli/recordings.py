@@ -58,6 +58,10 @@ def _import_arguments(p):
                         "value, if any)")
     p.add_argument("--bridge-balance", type=non_negative, metavar="MOHM",
                    help="series resistance balanced by the bridge, MOhm (metadata)")
+    p.add_argument("--known", type=_assignment, action="append", default=[],
+                   metavar="NAME=VALUE",
+                   help="a cell parameter you know, kept fixed by a fit: C_total (pF), g_Na, "
+                        "g_K, g_L (mS/cm^2), E_Na, E_K, E_L (mV); the others stay unknown")
     add_quiet(p)
 
 
@@ -74,10 +78,11 @@ def cmd_import(args) -> int:
                            window=tuple(args.window) if args.window else None,
                            voltage_channel=args.voltage_channel,
                            current_channel=args.current_channel,
-                           temperature=args.temperature, metadata=meta)
+                           temperature=args.temperature, metadata=meta,
+                           known=dict(args.known))
     write_recording(args.out, rec)
     say(f"wrote {args.out}: {rec.n_traces} sweep(s) x {rec.n_samples} samples at "
-        f"{rec.dt:g} ms, current in pA, C_total, g's and E's unknown"
+        f"{rec.dt:g} ms, current in pA, unknown: {', '.join(rec.cell.free_names())}"
         + ("" if rec.temperature is None else f", {rec.temperature:g} degC"))
     return EXIT_OK
 
