@@ -15,7 +15,10 @@ from hybridhh.recording import read_recording, write_recording
 pytest.importorskip("pyabf")
 from hybridhh.abf import read_abf  # noqa: E402
 
-ABF_DIR = Path(os.environ.get("HYBRIDHH_REALDATA", "/work/shared/realdata")) / "abf"
+# the data beside the repository (../shared, as in CI), else the workplace copy
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+ABF_DIR = Path(os.environ.get("HYBRIDHH_REALDATA", _SHARED if _SHARED.is_dir()
+                                       else "/work/shared/realdata")) / "abf"
 needs_data = pytest.mark.skipif(not ABF_DIR.is_dir(), reason=f"no ABF sample files in {ABF_DIR}")
 BIO = Biophysics.standard("modern", 22.0)
 

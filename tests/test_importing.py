@@ -17,7 +17,10 @@ from hybridhh.errors import ConfigError, RecordingError
 from hybridhh.importing import import_recording, parse_sweeps
 from hybridhh.recording import read_recording, write_recording
 
-ABF_DIR = Path(os.environ.get("HYBRIDHH_REALDATA", "/work/shared/realdata")) / "abf"
+# the data beside the repository (../shared, as in CI), else the workplace copy
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+ABF_DIR = Path(os.environ.get("HYBRIDHH_REALDATA", _SHARED if _SHARED.is_dir()
+                                       else "/work/shared/realdata")) / "abf"
 needs_abf = pytest.mark.skipif(not ABF_DIR.is_dir(), reason=f"no ABF sample files in {ABF_DIR}")
 DUAL = ABF_DIR / "171116sh_0018.abf"
 

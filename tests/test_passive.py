@@ -139,7 +139,10 @@ def test_start_values_for_a_cell_fit():
     assert set(passive_start(dens)) == {"g_L", "E_L"} and with_passive_start(dens) is dens
 
 
-REALDATA = Path(os.environ.get("HYBRIDHH_REALDATA", "/work/shared/realdata")) / "abf"
+# the data beside the repository (../shared, as in CI), else the workplace copy
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+REALDATA = Path(os.environ.get("HYBRIDHH_REALDATA", _SHARED if _SHARED.is_dir()
+                                        else "/work/shared/realdata")) / "abf"
 
 
 @pytest.mark.skipif(not (REALDATA / "171116sh_0018.abf").is_file(),
