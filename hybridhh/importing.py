@@ -145,6 +145,10 @@ def select_sweeps(path, requested: Sequence[int] | None, available: Sequence[int
     requested = [int(s) for s in requested]
     if not requested:
         raise ConfigError(f"{path}: no sweeps chosen")
+    twice = sorted({s for s in requested if requested.count(s) > 1})
+    if twice:
+        raise ConfigError(f"{path}: sweep(s) {', '.join(map(str, twice))} chosen more than "
+                          "once; each sweep is one trace")
     bad = [s for s in requested if s not in available]
     if bad:
         raise RecordingError(path, "sweeps",

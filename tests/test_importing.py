@@ -260,6 +260,8 @@ def test_nwb_electrodes(tmp_path):
         import_recording(path)
     rec = import_recording(path, voltage_channel=1)
     assert rec.n_traces == 2 and "electrode elec1" in rec.description
+    with pytest.raises(ConfigError, match="sweep.s. 0 chosen more than once"):
+        import_recording(path, voltage_channel=1, sweeps=[0, 1, 0])
     with pytest.raises(RecordingError, match="no such electrode"):
         import_recording(path, voltage_channel=2)
     with pytest.raises(ConfigError, match="--current-channel is for ABF"):
