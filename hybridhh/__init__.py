@@ -2,7 +2,8 @@
 
 The pipeline, one module per step::
 
-    protocols ─► simulate ─► recording ─► fit ─► run directory ─► compare / report
+    protocols ─► simulate ─► recording ─► fit ─► run directory ─► predict / compare / report
+                  import ─┘                                         └─► export (NEURON)
 
 Quick start::
 
@@ -36,6 +37,9 @@ _PUBLIC = {
     "read_recording": "hybridhh.recording",
     "write_recording": "hybridhh.recording",
     "simulate_recording": "hybridhh.recording",
+    "import_recording": "hybridhh.importing",
+    "Cell": "hybridhh.cell",
+    "passive_analysis": "hybridhh.analysis.passive",
     # fitting
     "fit": "hybridhh.fitting",
     "FitConfig": "hybridhh.fitting",

@@ -83,13 +83,20 @@ def test_import_nwb_and_passive(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not ABF.is_file(), reason="ABF sample files not present")
-def test_import_abf_file(tmp_path):
+def test_import_abf_file(tmp_path, capsys):
     pytest.importorskip("pyabf")
     out = tmp_path / "a5.h5"
     assert main(["import", str(ABF), "-o", str(out), "--sweeps", "0-2", "-q"]) == 0
     rec = read_recording(out)
     assert rec.n_traces == 3 and rec.current_units == "pA" and rec.temperature is None
     assert rec.current[0].min() == -100.0 and rec.metadata["lowpass"] == 3.0
+    # info states the units, the unknown cell and the metadata as the file has them
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "current      -100 .. 0 pA" in text and "I min .. max (pA)" in text
+    assert "(placeholders: see cell)" in text
+    assert "C_total unknown in 5 .. 2000 pF" in text and "lowpass      3.0 kHz" in text
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -234,8 +234,11 @@ def _g(x) -> str:
 def _info_rows(s: dict) -> list[tuple[str, str]]:
     """(label, value) rows of ``Recording.summary()`` ``s``."""
     from ..biophysics import BIOPHYSICS_UNITS
+    from ..metadata import METADATA
 
     b = s["biophysics"]
+    units = s.get("current_units") or "uA/cm^2"
+    cell = s.get("cell") or {}
     temp = f"{_g(b['temperature'])} degC" + ("" if s["temperature_known"]
                                               else " (not in file: assumed)")
     rows = [
@@ -246,12 +249,20 @@ def _info_rows(s: dict) -> list[tuple[str, str]]:
                  f"(duration {_g(s['duration'])} ms, dt {_g(s['dt'])} ms)"),
         ("V", f"{_g(s['voltage']['min'])} .. {_g(s['voltage']['max'])} mV "
               f"(1st-99th percentile {_g(s['voltage']['p1'])} .. {_g(s['voltage']['p99'])} mV)"),
-        ("current", f"{_g(s['current']['min'])} .. {_g(s['current']['max'])} uA/cm^2"),
+        ("current", f"{_g(s['current']['min'])} .. {_g(s['current']['max'])} {units}"),
         ("noise SD", "-" if s["noise_sigma"] is None else f"{_g(s['noise_sigma'])} mV"),
         ("biophysics", ", ".join(f"{k} {_g(b[k])} {BIOPHYSICS_UNITS[k]}"
-                                 for k in ("C_m", "g_Na", "g_K", "g_L", "E_Na", "E_K", "E_L"))),
+                                 for k in ("C_m", "g_Na", "g_K", "g_L", "E_Na", "E_K", "E_L"))
+         + (" (placeholders: see cell)" if any(p["status"] == "unknown" for p in cell.values())
+            else "")),
         ("temperature", temp),
     ]
+    if cell:
+        rows.append(("cell", "; ".join(_cell_text(n, p) for n, p in cell.items())))
+    for key, value in (s.get("metadata") or {}).items():
+        unit = METADATA.get(key, (None, None))[1]
+        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        rows.append((key, text + (f" {unit}" if unit else "")))
     t = s["truth"]
     if t is None:
         rows.append(("truth", "none (real or unlabelled data)"))
@@ -260,6 +271,13 @@ def _info_rows(s: dict) -> list[tuple[str, str]]:
                               f"q10 {_g(t['q10'])}; gates {'yes' if t['gates'] else 'no'}"
                               + (f"; integrator {t['integrator']}" if t["integrator"] else "")))
     return rows
+
+
+def _cell_text(name: str, p: dict) -> str:
+    if p["status"] == "known":
+        return f"{name} {_g(p['value'])} {p['unit']} (known)"
+    start = "" if p.get("start") is None else f", start {_g(p['start'])}"
+    return f"{name} unknown in {_g(p['lower'])} .. {_g(p['upper'])} {p['unit']}{start}"
 
 
 @command("info", "summarise a recording", _info_arguments)
@@ -277,7 +295,8 @@ def cmd_info(args) -> int:
         print(f"  {key:<12} {value}")
     if not args.no_traces:
         width = max(len(tr["name"]) for tr in s["traces"])
-        print("  per trace:    V min .. max (mV)     I min .. max (uA/cm^2)")
+        units = s.get("current_units") or "uA/cm^2"
+        print(f"  per trace:    V min .. max (mV)     I min .. max ({units})")
         for k, tr in enumerate(s["traces"]):
             print(f"  {k:>3} {tr['name']:<{width}}  {tr['V_min']:8.2f} .. {tr['V_max']:7.2f}"
                   f"   {tr['I_min']:8.2f} .. {tr['I_max']:7.2f}")
