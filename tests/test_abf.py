@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
+from _realdata import ABF_DIR
 
 from hybridhh.biophysics import Biophysics
 from hybridhh.errors import ConfigError, RecordingError
@@ -15,10 +13,6 @@ from hybridhh.recording import read_recording, write_recording
 pytest.importorskip("pyabf")
 from hybridhh.abf import read_abf  # noqa: E402
 
-# the data beside the repository (../shared, as in CI), else the workplace copy
-_SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-ABF_DIR = Path(os.environ.get("HYBRIDHH_REALDATA", _SHARED if _SHARED.is_dir()
-                                       else "/work/shared/realdata")) / "abf"
 needs_data = pytest.mark.skipif(not ABF_DIR.is_dir(), reason=f"no ABF sample files in {ABF_DIR}")
 BIO = Biophysics.standard("modern", 22.0)
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from _realdata import ABF_DIR
 from test_cli import error_line
 
 from hybridhh.cli import main
 from hybridhh.recording import read_recording
 
-# the data beside the repository (../shared, as in CI), else the workplace copy
-_SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-ABF = Path(os.environ.get("HYBRIDHH_REALDATA", _SHARED if _SHARED.is_dir()
-                                   else "/work/shared/realdata")) / "abf" / "File_axon_5.abf"
+ABF = ABF_DIR / "File_axon_5.abf"
 
 
 @pytest.mark.skipif(not ABF.is_file(), reason="ABF sample files not present")

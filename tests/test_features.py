@@ -5,11 +5,10 @@ subthreshold RMSE's spike cut, and the eFEL features against values computed by 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from _realdata import ABF_DIR
 
 from hybridhh.analysis.features import (
     COINCIDENCE_WINDOW,
@@ -236,7 +235,7 @@ def test_sag_is_the_steady_state_minus_the_minimum():
 
 # --- a real cell (the sample ABF files, when present; not in the repo) ---------------------
 
-REALDATA = Path(os.environ.get("HYBRIDHH_REALDATA", "/work/shared/realdata")) / "abf"
+REALDATA = ABF_DIR
 
 
 @pytest.mark.skipif(not (REALDATA / "171116sh_0018.abf").is_file(),

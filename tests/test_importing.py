@@ -3,24 +3,19 @@ into a recording in pA with an unknown cell; every bad input gives an error nami
 
 from __future__ import annotations
 
-import os
 import warnings
 from datetime import datetime, timezone
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from _realdata import ABF_DIR
 
 from hybridhh.cell import PARAMETERS
 from hybridhh.errors import ConfigError, RecordingError
 from hybridhh.importing import import_recording, parse_sweeps
 from hybridhh.recording import read_recording, write_recording
 
-# the data beside the repository (../shared, as in CI), else the workplace copy
-_SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-ABF_DIR = Path(os.environ.get("HYBRIDHH_REALDATA", _SHARED if _SHARED.is_dir()
-                                       else "/work/shared/realdata")) / "abf"
 needs_abf = pytest.mark.skipif(not ABF_DIR.is_dir(), reason=f"no ABF sample files in {ABF_DIR}")
 DUAL = ABF_DIR / "171116sh_0018.abf"
 

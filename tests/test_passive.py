@@ -3,11 +3,9 @@ trace, the real cell 171116sh_0018 against its README, the start values of a cel
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
+from _realdata import ABF_DIR
 
 from hybridhh.analysis.passive import (
     find_steps,
@@ -139,10 +137,7 @@ def test_start_values_for_a_cell_fit():
     assert set(passive_start(dens)) == {"g_L", "E_L"} and with_passive_start(dens) is dens
 
 
-# the data beside the repository (../shared, as in CI), else the workplace copy
-_SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-REALDATA = Path(os.environ.get("HYBRIDHH_REALDATA", _SHARED if _SHARED.is_dir()
-                                        else "/work/shared/realdata")) / "abf"
+REALDATA = ABF_DIR
 
 
 @pytest.mark.skipif(not (REALDATA / "171116sh_0018.abf").is_file(),
