@@ -53,19 +53,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from hybridhh.biophysics import Biophysics
+from hybridhh.cell import Cell
+from hybridhh.recording import Recording, Truth
 
-from hybridhh.biophysics import Biophysics  # noqa: E402
-from hybridhh.cell import Cell  # noqa: E402
-from hybridhh.recording import Recording, Truth  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 #: The twin's cell: conductances mS/cm², reversal potentials mV, °C (C_m 1 µF/cm²).
 TRUTH_BIOPHYSICS = Biophysics(C_m=1.0, g_Na=40.0, g_K=4.0, g_L=0.025, E_Na=50.0, E_K=-77.0,
