@@ -325,6 +325,26 @@ def table(fit: dict) -> str:
     return "\n".join(lines)
 
 
+def label_of(results: dict) -> str:
+    """A run's name in the JSON: ``default``, ``quick``, or its ablations (``no_noise``,
+    ``no_filter+no_rs``, ...; ``quick`` first when quick)."""
+    parts = (["quick"] if results.get("quick") else []) + list(results.get("ablation", []))
+    return "+".join(parts) or "default"
+
+
+def merge(path, results: dict) -> dict:
+    """``{"runs": {label: results}}``: the runs already in ``path`` (if it exists), this
+    one added or replaced under :func:`label_of`."""
+    path = Path(path)
+    runs = {}
+    if path.exists():
+        old = json.loads(path.read_text())
+        runs = dict(old["runs"]) if "runs" in old else {label_of(old): old}
+    runs[label_of(results)] = results
+    order = ["default"] + sorted(k for k in runs if k != "default")
+    return {"runs": {k: runs[k] for k in order if k in runs}}
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -389,8 +409,9 @@ def main(argv=None) -> int:
           f"C_total {passive.C_total:.0f} pF, E_L {passive.E_L:.1f} mV")
     print(f"fit {fit['wall']:.0f} s, verdict {fit['verdict']}")
     print(table(fit))
-    atomic_write_text(args.out, json.dumps(results, indent=2, default=float))
-    print(f"wrote {args.out}")
+    merged = merge(args.out, results)
+    atomic_write_text(args.out, json.dumps(merged, indent=2, default=float))
+    print(f"wrote run {label_of(results)!r} to {args.out} (runs: {', '.join(merged['runs'])})")
     return 0
 
 
