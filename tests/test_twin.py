@@ -163,6 +163,18 @@ def test_cell_scores_use_relative_errors_for_c_and_g_and_mv_for_e(twin):
     assert not twin.cell_scores(None)["C_total"]["pass"]
 
 
+def test_runs_are_merged_under_their_names(twin, tmp_path):
+    out = tmp_path / "twin.json"
+    one = {"quick": False, "ablation": [], "x": 1}
+    out.write_text(json.dumps(twin.merge(out, one)))
+    two = {"quick": False, "ablation": ["no_noise", "no_rs"], "x": 2}
+    merged = twin.merge(out, two)
+    assert list(merged["runs"]) == ["default", "no_noise+no_rs"]
+    out.write_text(json.dumps(merged))
+    again = twin.merge(out, dict(one, x=3))  # the same run replaces its old self
+    assert again["runs"]["default"]["x"] == 3 and again["runs"]["no_noise+no_rs"]["x"] == 2
+
+
 def test_bad_impairments_fail_on_construction(twin):
     for kw in ({"noise": -0.1}, {"lowpass": 0.0}, {"series_resistance": -1.0}):
         with pytest.raises(ValueError, match=next(iter(kw))):
@@ -175,7 +187,11 @@ def test_bad_impairments_fail_on_construction(twin):
 def test_quick_benchmark_writes_every_figure(twin, tmp_path):
     out = tmp_path / "twin.json"
     assert twin.main(["--quick", "--out", str(out)]) == 0
-    r = json.loads(out.read_text())
+    assert twin.main(["--quick", "--no-rs", "--out", str(out)]) == 0  # a second run kept
+    runs = json.loads(out.read_text())["runs"]
+    assert list(runs) == ["quick", "quick+no_rs"]
+    assert runs["quick+no_rs"]["impairments"]["series_resistance"] == 0.0
+    r = runs["quick"]
     fit = r["hybridhh"]
     assert set(fit["cell"]) == set(twin.TRUTH)
     assert all(isinstance(s["pass"], bool) for s in fit["cell"].values())
