@@ -310,8 +310,9 @@ def table(fit: dict) -> str:
                      f"{tgt} | {'yes' if s['pass'] else 'no'} |")
     k = fit["kinetics"]
     for key, target in k["targets"].items():
-        lines.append(f"| kinetics {key} | | | {100 * k['worst'][key]:.1f} % | "
-                     f"{100 * target:g} % | {'yes' if k['pass'][key] else 'no'} |")
+        show = (lambda x: f"{x:.3f}") if key == "xinf_max" else (lambda x: f"{100 * x:.1f} %")
+        lines.append(f"| kinetics {key} | | | {show(k['worst'][key])} | {show(target)} | "
+                     f"{'yes' if k['pass'][key] else 'no'} |")
     for name, t in fit["tests"].items():
         s = t["summary"]
         lines.append(f"| {name}: V RMSE (recorded / true V_m) | | | "
