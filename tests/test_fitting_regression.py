@@ -10,8 +10,12 @@ them below and say in the commit message why they changed.
 The fits run on one torch thread (``threads=1``; restored afterwards): the Gauss–Newton
 stage amplifies the last-digit differences of multi-threaded reductions (on 2 threads the
 pinned loss after it differs by 15 %), so only a fixed thread count makes the numbers
-reproducible. They are measured with the repository's torch on x86-64; another BLAS or
-CPU may round differently and need a re-pin.
+reproducible. They are measured with the repository's torch on x86-64. Another BLAS or
+CPU rounds differently: everything before the Gauss–Newton stage still agrees to 1e-6, but
+from the Gauss–Newton stage on the numbers differ (on an AMD EPYC against the first pin:
+the stage's loss 5.49e-4 against 6.51e-4). So each pin is a list of the platforms
+measured, and a fit must reproduce one of them to 1e-6. A new platform adds its numbers
+(the printout above) as one more entry.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ RTOL = 1e-6
 
 PHASES = ["teacher/adam", "teacher/lbfgs1-0.05ms", "teacher/gauss-newton",
           "teacher/lbfgs2-0.025ms", "ode/1ms"]
+#: the pins of the platforms measured (see the module docstring): the first one's
 FINAL_LOSS = {
     "teacher/adam": 0.009107548296697363,
     "teacher/lbfgs1-0.05ms": 0.0027527298500259314,
@@ -68,6 +73,69 @@ NOISY_BETA = [[7.802855147052091, 0.021250744709680275, 0.16207231545834885],
               [3.025967589079239, 0.08056003996531752, 0.11583736178421426],
               [1.1666309339624725, 0.231498865348501, 0.06873478146841376],
               [0.22833960609617635, 0.9262675063738459, 0.004386776641083092]]
+
+
+#: the same fits on an AMD EPYC (2026-12-04): identical up to the Gauss–Newton stage
+AMD = {
+    "final_loss": {"teacher/adam": 0.009107548296697363,
+                   "teacher/lbfgs1-0.05ms": 0.0027527298500259314,
+                   "teacher/gauss-newton": 0.000549499788855872,
+                   "teacher/lbfgs2-0.025ms": 0.00010628323405150926,
+                   "ode/1ms": 0.0037902188119492623},
+    "heldout": {"ode": 0.49845658691661315, "teacher": 0.5795879179654766},
+    "alpha": [[0.11278652798704909, 0.0744919740723527, 0.01581670014269025],
+              [0.3701056418232504, 0.033479518135020266, 0.0787928357419403],
+              [1.2070715690054958, 0.015818176038356876, 0.1079714265408608],
+              [5.335176308042163, 0.001891895849262279, 0.44238302698249893]],
+    "beta": [[11.290424667810324, 0.03825540348064208, 0.13967632471806754],
+             [3.037941024559792, 0.08801708400181703, 0.11850189307017799],
+             [1.1298365234103596, 0.2336257221598623, 0.028222294716271152],
+             [0.4028819464310055, 0.6843018775668662, 0.007057145951242892]],
+}
+NOISY_AMD = {
+    "final_loss": {"teacher/starts": 0.05128937076547302,
+                   "teacher/gauss-newton+denoise": 0.0012892801316141357,
+                   "teacher/lbfgs2-0.025ms": 0.000428494814571427,
+                   "ode/1ms": 9.200700984793025},
+    "heldout": {"ode": 11.612103976577401, "teacher": 0.5555816400158144},
+    "alpha": [[0.0818088163536372, 0.07982157404214342, 0.03231295797474881],
+              [0.37034365772919914, 0.036403585857774756, 0.07769200018178085],
+              [1.164769100309139, 0.025335216437983737, 0.15449684476268563],
+              [4.563036820681857, 0.0035557050650756213, 0.41747277054368753]],
+    "beta": [[7.816016123131891, 0.02199694210793747, 0.16378487028980745],
+             [3.0427679825330314, 0.08059029939580094, 0.11601262695646045],
+             [1.1581898041857006, 0.22791760159275593, 0.06710521805914792],
+             [0.22665552048337848, 0.9216325892744689, 0.004359978487999074]],
+}
+PINS = [{"final_loss": FINAL_LOSS, "heldout": HELDOUT, "alpha": ALPHA, "beta": BETA}, AMD]
+NOISY_PINS = [{"final_loss": NOISY_FINAL_LOSS, "heldout": NOISY_HELDOUT, "alpha": NOISY_ALPHA,
+               "beta": NOISY_BETA}, NOISY_AMD]
+
+
+def _mismatches(res, pin) -> list[str]:
+    """What of ``res`` differs from ``pin`` by more than RTOL (empty: it reproduces it)."""
+    out = []
+    loss = res.summary()["final_loss"]
+    for phase, value in pin["final_loss"].items():
+        if loss.get(phase) != pytest.approx(value, rel=RTOL):
+            out.append(f"final loss of {phase}: {loss.get(phase)!r}, pinned {value!r}")
+    for stage, value in pin["heldout"].items():
+        if res.heldout_rmse.get(stage) != pytest.approx(value, rel=RTOL):
+            out.append(f"held-out RMSE of {stage}: {res.heldout_rmse.get(stage)!r}, "
+                       f"pinned {value!r}")
+    a, b = _rates(res.model)
+    for name, got, want in (("alpha", a, pin["alpha"]), ("beta", b, pin["beta"])):
+        if not np.allclose(got, want, rtol=RTOL, atol=0.0):
+            out.append(f"{name} at -80, -60, -40, 0 mV: {got.tolist()}, pinned {want}")
+    return out
+
+
+def _assert_reproduces_a_pin(res, pins):
+    found = [_mismatches(res, pin) for pin in pins]
+    if not any(not m for m in found):
+        best = min(found, key=len)
+        raise AssertionError("the fit reproduces none of the pinned platforms; nearest:\n  "
+                             + "\n  ".join(best))
 
 
 def _recording(noise: float = 0.0):
@@ -118,16 +186,13 @@ def test_pinned_fit_reproduces_its_numbers(pinned_fit):
     res = pinned_fit
     _print_pin(res)
     s = res.summary()
-    a, b = _rates(res.model)
     assert list(s["final_loss"]) == PHASES  # the same phases in the same order
-    for phase, loss in FINAL_LOSS.items():
-        assert s["final_loss"][phase] == pytest.approx(loss, rel=RTOL), phase
+    # before the Gauss-Newton stage every platform agrees
+    for phase in PHASES[:2]:
+        assert s["final_loss"][phase] == pytest.approx(FINAL_LOSS[phase], rel=RTOL), phase
     assert res.heldout_rmse["chosen"] == "ode"
     assert res.heldout_rmse["traces"] == "holdout"
-    for stage, rmse in HELDOUT.items():
-        assert res.heldout_rmse[stage] == pytest.approx(rmse, rel=RTOL), stage
-    np.testing.assert_allclose(a, ALPHA, rtol=RTOL)
-    np.testing.assert_allclose(b, BETA, rtol=RTOL)
+    _assert_reproduces_a_pin(res, PINS)
     np.testing.assert_allclose(res.voltage_range, VOLTAGE_RANGE, rtol=RTOL)
     assert res.train_traces == ("step_3", "step_10", "step_30")
     assert res.holdout_traces == ("ou_3_10_s3_0",)
@@ -150,12 +215,8 @@ def test_pinned_noisy_multistart_fit_reproduces_its_numbers():
     _print_pin(res)
     s = res.summary()
     assert list(s["final_loss"]) == list(NOISY_FINAL_LOSS)
-    for phase, loss in NOISY_FINAL_LOSS.items():
-        assert s["final_loss"][phase] == pytest.approx(loss, rel=RTOL), phase
+    assert s["final_loss"]["teacher/starts"] == pytest.approx(
+        NOISY_FINAL_LOSS["teacher/starts"], rel=RTOL)  # before Gauss-Newton: every platform
     assert res.heldout_rmse["chosen"] == "teacher"
-    for stage, rmse in NOISY_HELDOUT.items():
-        assert res.heldout_rmse[stage] == pytest.approx(rmse, rel=RTOL), stage
-    a, b = _rates(res.model)
-    np.testing.assert_allclose(a, NOISY_ALPHA, rtol=RTOL)
-    np.testing.assert_allclose(b, NOISY_BETA, rtol=RTOL)
+    _assert_reproduces_a_pin(res, NOISY_PINS)
     assert len(res.history) == 9
