@@ -198,3 +198,87 @@ def test_a_pa_recording_without_starts_starts_from_its_passive_analysis():
     flat = Recording(time=t, voltage=V[None] * 0 - 70.0, current=I[None] * 0, source="test",
                      current_units="pA", cell=Cell.unknown(), temperature_known=False)
     assert passive_started(flat) == (flat, None)
+
+
+def _committed(t, V, I, noise=0.0, seed=0):
+    """The training data as the bands see them: the cell written in (CELL, I / C_total)."""
+    Vn = V + noise * np.random.default_rng(seed).standard_normal(V.shape)
+    return TraceData.from_recording(SimpleNamespace(time=t, voltage=Vn, current=I / C_TOTAL,
+                                                    biophysics=CELL, trace_names=None))
+
+
+def _cell_band(free=CELL_NAMES, **bounds):
+    from hybridhh.fitting.bands import CellBand
+    from hybridhh.fitting.cellfit import BOUNDS
+
+    values = {"C_total": C_TOTAL, **{n: getattr(CELL, n) for n in CELL_NAMES[1:]}}
+    return CellBand(free, values, {**BOUNDS, **bounds})
+
+
+def test_the_cell_directions_of_the_bands_match_finite_differences(cell_data):
+    """d(residual)/d(C_total, g_Na, ..., E_L) at the fitted cell, as the bands use it, is the
+    residual's own derivative (central differences of the teacher-forcing residual)."""
+    from hybridhh.fitting.bands import cell_directions
+
+    t, V, I = cell_data
+    data = _committed(t, V, I)
+    model = _truth_table(V)
+    D = cell_directions(_cell_band(), model, data, 0.02, None)
+
+    def residual(C_total=C_TOTAL, **bio):
+        d = _committed(t, V, I)
+        d.I, d.bio = d.I * C_TOTAL / C_total, d.bio.replace(**bio)
+        return TeacherForcing(d, stride=2).normalised_residual(model).detach()
+
+    for k, name in enumerate(CELL_NAMES):
+        x = C_TOTAL if name == "C_total" else getattr(CELL, name)
+        h = 1e-4 * max(abs(x), 1.0)
+        fd = (residual(**{name: x + h}) - residual(**{name: x - h})) / (2 * h)
+        assert torch.allclose(D[:, k], fd, rtol=1e-5, atol=1e-7 * float(fd.abs().max())), name
+
+
+def test_cell_bands_widen_when_the_kinetics_are_free_and_stop_at_a_bound(cell_data):
+    """The cell's SD lets the kinetics compensate (the Schur complement is at least the SD
+    with the kinetics held), a parameter on its bound has no band, and on a noisy recording
+    of the true kinetics the band covers the true cell."""
+    from hybridhh.fitting.bands import cell_directions, fit_bands
+
+    t, V, I = cell_data
+    data = _committed(t, V, I, noise=0.2, seed=1)
+    kin = HHKinetics("modern")
+    band = fit_bands(kin, data, step=0.02, adaptive=None, node_step=3.0, smoothness=1e-4,
+                     cell=_cell_band(g_K=(30.0, 60.0)))  # g_K sits on its lower bound
+    cell = band["cell"]
+    assert cell["at_bound"] == ["g_K"] and "g_K" not in cell["sd"]
+    names = [n for n in CELL_NAMES if n != "g_K"]
+    D = cell_directions(_cell_band([n for n in names]), kin, data, 0.02, None)
+    held = torch.linalg.inv(D.T @ D).diagonal().sqrt() * band["s2"] ** 0.5
+    for k, n in enumerate(names):
+        assert cell["laplace_sd"][n] >= held[k] * (1 - 1e-9), n
+        assert cell["lo"][n] < cell["hi"][n]
+
+
+def test_cell_bands_cover_the_cell_estimated_from_a_noisy_recording(cell_data):
+    """The cell solved by the projection on a noisy recording (0.3 mV) of the true kinetics
+    misses the true cell by less than its band (the band is centred on the estimate)."""
+    from hybridhh.fitting.bands import CellBand, fit_bands
+    from hybridhh.fitting.cellfit import commit
+
+    t, V, I = cell_data
+    Vn = V + 0.3 * np.random.default_rng(4).standard_normal(V.shape)
+    rec = _pa_recording(t, Vn, I)
+    data = TraceData.from_recording(rec)
+    c_start, free, bounds = recording_cell(rec, data, CELL_NAMES)
+    cell = cell_estimate(data.bio, c_start, free, bounds)
+    cell.solving = True
+    kin = HHKinetics("modern")
+    with torch.no_grad():
+        TeacherForcing(data, stride=2, cell=cell).loss(kin)
+    commit(cell, data)
+    band = fit_bands(kin, data, step=0.02, adaptive=None, node_step=3.0, smoothness=1e-4,
+                     cell=CellBand(cell.free, cell.values, cell.bounds))["cell"]
+    truth = {"C_total": C_TOTAL, **{n: getattr(CELL, n) for n in CELL_NAMES[1:]}}
+    errors = {n: cell.values[n] - truth[n] for n in CELL_NAMES}
+    assert max(abs(e) for e in errors.values()) > 0  # the noise moved the estimate
+    for n in CELL_NAMES:
+        assert band["lo"][n] <= truth[n] <= band["hi"][n], (n, errors[n], band["sd"][n])

@@ -89,7 +89,8 @@ class FitResult:
         ``C_total`` (pF); estimated where ``free`` says, else the recording's. None for runs
         saved before this was recorded.
     free
-        The cell parameters estimated with the kinetics (:mod:`hybridhh.fitting.cellfit`).
+        The cell parameters estimated with the kinetics (:mod:`hybridhh.fitting.cellfit`);
+        their SDs are :attr:`biophysics_sd`.
     """
 
     model: RateMLP
@@ -127,8 +128,18 @@ class FitResult:
             "quality": self.quality,
             "bands": self.bands,
             "biophysics": self.biophysics,
+            "biophysics_sd": self.biophysics_sd,
             "free": list(self.free),
         }
+
+    @property
+    def biophysics_sd(self) -> dict | None:
+        """``{name: SD}`` of the estimated cell parameters (units of ``biophysics``) where
+        a band is known: the 90 % band's half-width over 1.645 (``bands["cell"]``: the
+        Laplace SD with the kinetics free to compensate, plus the step-shift term); a
+        parameter on its bound has none."""
+        cell = (self.bands or {}).get("cell")
+        return dict(cell["sd"]) if cell else None
 
 
 def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: bool = False,
@@ -269,8 +280,11 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
     constrained = constrained_ranges(model, along, step=step, adaptive=t.adaptive,
                                      node_step=t.gn_node_step, smoothness=t.gn_smoothness)
     # error bands, then the verdict: did the fit explain the data?
+    cell_band = (bands.CellBand(cell.free, cell.values, cell.bounds)
+                 if cell is not None else None)
     band = bands.fit_bands(model, along, step=step, adaptive=t.adaptive,
-                           node_step=t.gn_node_step, smoothness=t.gn_smoothness, noise=noise)
+                           node_step=t.gn_node_step, smoothness=t.gn_smoothness, noise=noise,
+                           cell=cell_band)
     verdict = quality.assess(model=model, train=train, held=held, heldout=heldout,
                              history=history, noise=noise, bands=band, config=config,
                              context=context, teacher_model=teacher_model)

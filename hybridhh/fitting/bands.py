@@ -60,7 +60,8 @@ from ..constants import GATES
 from .constrained import _curvature, _log_rate_variance
 from .data import TraceData
 
-__all__ = ["LEVEL", "INFLATION", "RESOLUTION", "BIAS", "MAX_LAG", "fit_bands", "band_sd"]
+__all__ = ["LEVEL", "INFLATION", "RESOLUTION", "BIAS", "MAX_LAG", "CellBand", "fit_bands",
+           "band_sd", "cell_directions"]
 
 #: the bands' default level: the truth should lie inside on this fraction of the voltages
 LEVEL = 0.9
@@ -138,41 +139,108 @@ def _covariance(r, JJ, RtR, J, smoothness: float, max_lag: int, method: str = "s
     return Hinv @ middle @ Hinv, info
 
 
+def _joint(H, g, J, r, D):
+    """The Gauss–Newton system of the kinetics (``H``, ``g``) extended by the cell's
+    directions ``D [M, k]`` (None: unchanged)."""
+    if D is None:
+        return H, g
+    JD = J @ D
+    top = torch.cat([H, JD], 1)
+    bottom = torch.cat([JD.T, D.T @ D], 1)
+    return torch.cat([top, bottom], 0), torch.cat([g, D.T @ r])
+
+
 @torch.no_grad()
 def _step_shift(model, data: TraceData, nodes, r, J, JJ, RtR, *, step, adaptive, node_step,
-                smoothness):
-    """``[6, N]``: how far the optimum of the loss moves when the recording is sampled
-    twice as coarsely (every other sample), linearised about ``model``: one Gauss–Newton
-    step on each loss from the same curves, differenced."""
+                smoothness, cell=None):
+    """``([6, N], [k] or None)``: how far the optimum of the loss moves when the recording
+    is sampled twice as coarsely (every other sample), linearised about ``model``: one
+    Gauss–Newton step on each loss from the same curves, differenced. With ``cell`` (see
+    :func:`cell_directions`) the step is joint in the kinetics and the free cell parameters,
+    and the second item is the cell's shift (natural units)."""
     P = JJ.shape[0]
     p = torch.as_tensor(np.concatenate([a.T for a in _logit_logtau(model, nodes.numpy())]),
                         dtype=JJ.dtype).reshape(-1)
-    g1 = J.reshape(P, -1) @ r.reshape(-1) + smoothness * (RtR @ p)
     coarse = TraceData(data.V[:, ::2], data.I[:, ::2], 2.0 * data.dt, data.bio, data.names)
     _, r2, JJ2, _, J2 = _curvature(model, coarse, step, adaptive, node_step,
                                    keep_jacobian=True, nodes=nodes)
-    g2 = J2.reshape(P, -1) @ r2.reshape(-1) + smoothness * (RtR @ p)
-    del J2
-    H1 = JJ + smoothness * RtR
-    H2 = JJ2 + smoothness * RtR
+    D1 = D2 = None
+    if cell is not None:
+        D1 = cell_directions(cell, model, data, step, adaptive)
+        D2 = cell_directions(cell, model, coarse, step, adaptive)
+    Jf, J2f, r1f, r2f = J.reshape(P, -1), J2.reshape(P, -1), r.reshape(-1), r2.reshape(-1)
+    H1, g1 = _joint(JJ + smoothness * RtR, Jf @ r1f + smoothness * (RtR @ p), Jf, r1f, D1)
+    H2, g2 = _joint(JJ2 + smoothness * RtR, J2f @ r2f + smoothness * (RtR @ p), J2f, r2f, D2)
+    del J2, J2f
     d = torch.linalg.lstsq(H2, g2[:, None]).solution[:, 0] - torch.linalg.lstsq(
         H1, g1[:, None]).solution[:, 0]
-    return d.reshape(6, -1)
+    return d[:P].reshape(6, -1), (d[P:] if cell is not None else None)
+
+
+class CellBand:
+    """What the bands need of a fitted cell: the free parameters, their final ``values``
+    (pF, mS/cm², mV), bounds, and the C_total (pF) the committed data were converted with
+    (the data hold the fitted cell, so the charge scale is 1 there)."""
+
+    def __init__(self, free, values: dict, bounds: dict):
+        #: the free parameters not at a bound: a parameter at its bound has no band
+        self.names = tuple(n for n in free if bounds[n][0] < values[n] < bounds[n][1])
+        self.at_bound = tuple(n for n in free if n not in self.names)
+        self.values = dict(values)
+        self.bounds = dict(bounds)
+
+
+@torch.no_grad()
+def cell_directions(cell: CellBand, model, data: TraceData, step, adaptive) -> torch.Tensor:
+    """``[M, k]``: the normalised teacher-forcing residual's derivatives (as the rows of
+    :func:`~hybridhh.fitting.constrained._curvature`'s ``J``) with respect to the cell's
+    free parameters that are not at a bound, at the fitted cell (committed into ``data``)."""
+    from .cellfit import CellEstimate
+    from .teacher import TeacherForcing
+
+    stride = data.stride(step)
+    tf = TeacherForcing(data, stride=stride, adaptive=adaptive if stride > 1 else None)
+    A, _ = tf.cell_columns(tf.gates(model))
+    est = CellEstimate(data.bio, cell.values.get("C_total"), cell.names,
+                       {n: cell.bounds[n] for n in cell.names}, values=dict(cell.values))
+    return A @ torch.as_tensor(est._jac_linear(cell.values), dtype=A.dtype)
+
+
+def _cell_sd(cell: CellBand, model, data, r, J, JJ, RtR, smoothness, info, step, adaptive):
+    """``[k]``: the Laplace standard deviation of the free cell parameters (natural units)
+    with every kinetic curve free to compensate (the Schur complement of the joint
+    Gauss–Newton curvature), scaled by the residuals' long-run variance ratio."""
+    D = cell_directions(cell, model, data, step, adaptive)
+    Jf = J.reshape(JJ.shape[0], -1)
+    JD = Jf @ D
+    S = D.T @ D - JD.T @ torch.linalg.lstsq(JJ + smoothness * RtR, JD).solution
+    var = info["s2"] * max(info.get("long_run_ratio", 1.0), 1.0) * torch.linalg.pinv(
+        S, hermitian=True).diagonal()
+    return var.clamp(min=0.0).sqrt()
 
 
 def band_sd(model, data: TraceData, *, step: float, adaptive: float | None, node_step: float,
-            smoothness: float, max_lag: int = MAX_LAG, method: str = "sandwich"):
+            smoothness: float, max_lag: int = MAX_LAG, method: str = "sandwich",
+            cell: CellBand | None = None):
     """Standard deviation ``[12, N]`` at voltage nodes of (logit x_inf of m, h, n; log tau
     of m, h, n; log alpha_m, alpha_h, alpha_n; log beta_m, beta_h, beta_n).
 
-    Returns (nodes [N] mV, sd [12, N], info dict).
+    Returns (nodes [N] mV, sd [12, N], shift [12, N], info dict); with ``cell`` the info
+    holds ``cell_sd`` and ``cell_shift`` (``[k]``, natural units, for ``cell.names``).
     """
+    if cell is not None and not cell.names:
+        cell = None
     nodes, r, JJ, RtR, J = _curvature(model, data, step, adaptive, node_step,
                                       keep_jacobian=True)
     N = len(nodes)
     cov, info = _covariance(r, JJ, RtR, J, smoothness, max_lag, method)
-    shift = _step_shift(model, data, nodes, r, J, JJ, RtR, step=step, adaptive=adaptive,
-                        node_step=node_step, smoothness=smoothness)
+    shift, cell_shift = _step_shift(model, data, nodes, r, J, JJ, RtR, step=step,
+                                    adaptive=adaptive, node_step=node_step,
+                                    smoothness=smoothness, cell=cell)
+    if cell is not None:
+        info = {**info, "cell_sd": _cell_sd(cell, model, data, r.reshape(-1), J, JJ, RtR,
+                                            smoothness, info, step, adaptive),
+                "cell_shift": cell_shift.abs()}
     del J
     C = cov.reshape(6, N, 6, N)
     with torch.no_grad():
@@ -204,7 +272,8 @@ def _logit_logtau(model, V: np.ndarray):
 
 def fit_bands(model, data, *, step, adaptive, node_step, smoothness, noise=0.0,
               level=LEVEL, inflation: float = INFLATION, resolution: float = RESOLUTION,
-              max_lag: int = MAX_LAG, method: str = "sandwich", bias: float = BIAS):
+              max_lag: int = MAX_LAG, method: str = "sandwich", bias: float = BIAS,
+              cell: CellBand | None = None):
     """Error bands of ``model`` fitted on ``data`` (a TraceData, along the denoised path
     when there is one).
 
@@ -236,7 +305,8 @@ def fit_bands(model, data, *, step, adaptive, node_step, smoothness, noise=0.0,
     """
     nodes, sd, shift, info = band_sd(model, data, step=step, adaptive=adaptive,
                                      node_step=node_step, smoothness=smoothness,
-                                     max_lag=max_lag, method=method)
+                                     max_lag=max_lag, method=method, cell=cell)
+    cell_sd, cell_shift = info.pop("cell_sd", None), info.pop("cell_shift", None)
     if not (torch.isfinite(sd).all() and torch.isfinite(shift).all()):
         return None
     z = _z(level)
@@ -271,4 +341,25 @@ def fit_bands(model, data, *, step, adaptive, node_step, smoothness, noise=0.0,
         out["hi"][name] = back(centre + h).tolist()
     out.update({"inflation": float(inflation), "z": z, "noise": float(noise),
                 **{k: float(v) for k, v in info.items()}})
+    if cell is not None:
+        out["cell"] = _cell_band(cell, cell_sd, cell_shift, z * inflation, bias)
+    return out
+
+
+def _cell_band(cell: CellBand, sd, shift, z: float, bias: float) -> dict:
+    """The cell's 90 % band as :func:`fit_bands` stores it: ``sd`` (the half-width over z:
+    the Laplace SD and the step-shift term together), ``lo``, ``hi`` (within the bounds),
+    ``laplace_sd``, ``shift`` and ``at_bound`` (free parameters on a bound: no band)."""
+    out = {"sd": {}, "lo": {}, "hi": {}, "laplace_sd": {}, "shift": {},
+           "at_bound": list(cell.at_bound)}
+    for k, name in enumerate(cell.names if sd is not None else ()):
+        half = z * float(sd[k]) + bias * float(shift[k])
+        value, (lo, hi) = cell.values[name], cell.bounds[name]
+        if not math.isfinite(half):
+            continue
+        out["sd"][name] = half / z
+        out["laplace_sd"][name] = float(sd[k])
+        out["shift"][name] = float(shift[k])
+        out["lo"][name] = max(lo, value - half)
+        out["hi"][name] = min(hi, value + half)
     return out
