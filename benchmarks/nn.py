@@ -29,10 +29,12 @@ Parts
 ``mnist1d``  MNIST-1D (``mnist1d.data.make_dataset(get_dataset_args())``, 4000/1000).
 
     * ``mlp``: 40-100-100-10 ReLU.
-    * ``fhn_exact`` / ``fhn_surrogate``: temporal mode: a 5-tap convolution (32 channels)
-      turns the 40-sample signal into 32 currents, each driving an FHN unit (sample held
-      for 2 time units, 80 in all), the mean ``v`` in 8 windows of 10 time units read out
-      (256 features) into a linear layer; trained with ``gradient="backprop"`` (exact) or
+    * ``fhn_exact`` / ``fhn_surrogate``: temporal mode, two FHN layers: a 5-tap
+      convolution (32 channels) turns the 40-sample signal into 32 currents (each sample
+      held for 1 time unit), each driving an FHN unit; their ``v`` averaged over each
+      sample feeds a second 5-tap convolution and 32 more FHN units, whose mean ``v`` in 8
+      windows of 5 time units (256 features) a linear layer reads; trained with
+      ``gradient="backprop"`` (exact; the first layer needs the trajectory) or
       ``"surrogate"``.
 
 ``cost``  Wall time of one forward + backward pass (batch 128 x 100 units) per mode and the
@@ -213,16 +215,26 @@ def run_mnist(seed, cfg, log):
 
 
 class TemporalFHN(nn.Module):
+    """Two temporal FHN layers: conv -> FHN (trajectory, averaged per input sample) ->
+    conv -> FHN (mean v in 8 windows) -> linear. Each input sample is held for 1 time
+    unit (40 in all, dt 0.5)."""
+
     def __init__(self, gradient, channels=32):
         super().__init__()
-        self.conv = nn.Conv1d(1, channels, 5, padding=2)
-        self.fhn = FHNLayer(channels, dt=0.5, settle=0.0, readout=80.0, windows=8, input_dt=2.0,
-                            gradient=gradient, gain=1.0, bias=0.8, train_time_scale=True)
+        kw = dict(dt=0.5, settle=0.0, readout=40.0, input_dt=1.0, gradient=gradient,
+                  bias=0.8, train_time_scale=True)
+        self.conv1 = nn.Conv1d(1, channels, 5, padding=2)
+        self.fhn1 = FHNLayer(channels, **kw)
+        self.conv2 = nn.Conv1d(channels, channels, 5, padding=2)
+        self.fhn2 = FHNLayer(channels, windows=8, **kw)
         self.out = nn.Linear(8 * channels, 10)
 
     def forward(self, x):
-        I = self.conv(x[:, None]).transpose(1, 2)  # [B, 40, C]
-        return self.out(self.fhn(I).flatten(1))
+        I = self.conv1(x[:, None]).transpose(1, 2)  # [B, 40, C]
+        _, traj = self.fhn1(I, return_trajectory=True)  # [B, 80, C]
+        h = traj.reshape(traj.shape[0], x.shape[1], -1, traj.shape[-1]).mean(2)
+        I2 = self.conv2(h.transpose(1, 2)).transpose(1, 2)
+        return self.out(self.fhn2(I2).flatten(1))
 
 
 def run_mnist1d(seed, cfg, log):
@@ -354,24 +366,75 @@ def figure(path: Path):
     print(f"wrote {path}")
 
 
+# --- markdown ----------------------------------------------------------------------------------
+
+LABELS = {
+    "mlp": "sigmoid MLP", "mlp_longer": "sigmoid MLP, trained as long as the fine-tuned nets",
+    "paper_dropin": "paper protocol: FHN drop-in (tanh(kz), longest winner)",
+    "paper_surrogate": "paper protocol: surrogate training from the MLP",
+    "calibrate_fhn": "ours: calibrate, FHN units, no retraining",
+    "trained_fhn": "ours: calibrated FHN net trained on (sensitivity)",
+    "calibrate_hh": "ours: calibrate, HH units, no retraining",
+    "hh_refit_output": "ours: calibrated HH units, output layer refitted",
+    "fhn_exact": "FHN temporal, exact gradients (backprop)",
+    "fhn_surrogate": "FHN temporal, surrogate gradients",
+}
+
+
+def markdown(result) -> str:
+    """The tables of docs/nn.md from a result JSON."""
+    lines = []
+    for ds, title in (("mnist5k", "MNIST-5k (4000/1000, 784-100-10)"),
+                      ("mnist1d", "MNIST-1D (4000/1000, temporal mode)")):
+        if ds not in result:
+            continue
+        lines += [f"**{title}**:", "",
+                  "| method | seeds | test accuracy % (per seed) | mean % | worst class % "
+                  "| wall s |", "| --- | --- | --- | --- | --- | --- |"]
+        for method, s in result[ds]["summary"].items():
+            accs = ", ".join(f"{100 * v:.1f}" for v in s["accuracy"])
+            label = "MLP 40-100-100-10 (ReLU)" if (ds, method) == ("mnist1d", "mlp") else (
+                LABELS.get(method, method))
+            seeds = ", ".join(str(v) for v in s.get("seeds", [0]))
+            lines.append(f"| {label} | {seeds} | {accs} | {100 * s['mean']:.1f} | "
+                         f"{100 * min(s['class_min']):.0f} | {np.mean(s['wall_s']):.0f} |")
+        lines.append("")
+    if "cost" in result:
+        lines += ["**Cost of one forward + backward pass** (one thread; peak memory growth of a "
+                  "fresh process during the pass):", "",
+                  "| unit | steps | batch x units | mode | wall s | peak memory MiB |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in result["cost"]:
+            lines.append(f"| {r['kind'].upper()} | {r['steps']} | {r['batch']} x {r['units']} | "
+                         f"{r['mode']} | {r['wall_s']:.2f} | {r['peak_growth_mib']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
 def _summary(per_seed):
+    """Per method, over the runs that have it (older runs may lack a newer method)."""
     out = {}
-    for method in per_seed[0]:
-        accs = [r[method]["accuracy"] for r in per_seed]
-        mins = [r[method]["class_min"] for r in per_seed]
-        walls = [r[method]["wall_s"] for r in per_seed]
-        out[method] = {"accuracy": accs, "mean": float(np.mean(accs)),
-                       "class_min": mins, "wall_s": walls}
+    methods = [m for r in per_seed for m in r if m != "seed"]
+    for method in dict.fromkeys(methods):
+        runs = [r for r in per_seed if method in r]
+        out[method] = {"seeds": [r.get("seed", 0) for r in runs],
+                       "accuracy": [r[method]["accuracy"] for r in runs],
+                       "mean": float(np.mean([r[method]["accuracy"] for r in runs])),
+                       "class_min": [r[method]["class_min"] for r in runs],
+                       "wall_s": [r[method]["wall_s"] for r in runs]}
     return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny settings (a smoke test)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    p.add_argument("--seeds", type=int, default=1, help="how many seeds (default 1)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds FIRST..FIRST+N-1 (default 0); with --merge, runs of other "
+                        "seeds already in --out are kept")
     p.add_argument("--parts", nargs="+", default=["mnist", "mnist1d", "cost"],
                    choices=["mnist", "mnist1d", "cost"])
     p.add_argument("--no-hh", action="store_true", help="skip the HH units on MNIST-5k")
@@ -380,11 +443,16 @@ def main(argv=None):
                    help="keep the other parts' results already in --out")
     p.add_argument("--figure", type=Path, metavar="PNG",
                    help="only draw the f–I figure (docs/img/nn_units.png) and exit")
+    p.add_argument("--markdown", action="store_true",
+                   help="only print the tables of docs/nn.md from --out and exit")
     p.add_argument("--probe", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     if a.figure:
         figure(a.figure)
+        return
+    if a.markdown:
+        print(markdown(json.loads(a.out.read_text())))
         return
     if a.probe:
         kind, mode, readout, batch, units = a.probe
@@ -393,7 +461,7 @@ def main(argv=None):
     cfg = dict(mlp_epochs=40, fhn_epochs=10, settle=50.0, readout=100.0,
                paper_gains=[-2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0],
                hh=not a.no_hh, hh_settle=10.0, hh_readout=40.0, hh_refit_train=4000,
-               mlp1d_epochs=100, fhn1d_epochs=30,
+               mlp1d_epochs=100, fhn1d_epochs=20,
                fhn_readouts=[100.0, 400.0], hh_readouts=[20.0, 40.0], cost_batch=128)
     if a.quick:
         cfg.update(mlp_epochs=2, fhn_epochs=1, settle=10.0, readout=20.0,
@@ -404,7 +472,8 @@ def main(argv=None):
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "torch": torch.__version__, "threads": 1},
-              "quick": a.quick, "seeds": list(range(a.seeds)), "config": cfg}
+              "quick": a.quick, "config": cfg}
+    seeds = list(range(a.first_seed, a.first_seed + a.seeds))
     if a.merge and a.out.exists():
         old = json.loads(a.out.read_text())
         for key in ("mnist5k", "mnist1d", "cost"):
@@ -412,12 +481,15 @@ def main(argv=None):
                 result[key] = old[key]
         result["merged_from"] = old.get("date")
     t_all = time.time()
-    if "mnist" in a.parts:
-        runs = [run_mnist(s, cfg, log) for s in range(a.seeds)]
-        result["mnist5k"] = {"per_seed": runs, "summary": _summary(runs)}
-    if "mnist1d" in a.parts:
-        runs = [run_mnist1d(s, cfg, log) for s in range(a.seeds)]
-        result["mnist1d"] = {"per_seed": runs, "summary": _summary(runs)}
+    for part, key, fn in (("mnist", "mnist5k", run_mnist), ("mnist1d", "mnist1d", run_mnist1d)):
+        if part not in a.parts:
+            continue
+        runs = [dict(fn(s, cfg, log), seed=s) for s in seeds]
+        if a.merge and key in result:
+            keep = [r for r in result[key]["per_seed"] if r.get("seed", 0) not in seeds]
+            runs = sorted(keep + runs, key=lambda r: r.get("seed", 0))
+        result[key] = {"per_seed": runs, "summary": _summary(runs),
+                       "seeds": [r.get("seed") for r in runs]}
     if "cost" in a.parts:
         result["cost"] = run_cost(cfg, log)
     result["wall_s"] = round(time.time() - t_all, 1)
