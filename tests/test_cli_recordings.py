@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from _realdata import ABF_DIR
 from test_cli import error_line
@@ -92,6 +93,16 @@ def test_import_abf_file(tmp_path, capsys):
     assert "current      -100 .. 0 pA" in text and "I min .. max (pA)" in text
     assert "(placeholders: see cell)" in text
     assert "C_total unknown in 5 .. 2000 pF" in text and "lowpass      3.0 kHz" in text
+    # --series-resistance: V_m = V - R_s I (pA x MOhm = uV), stated
+    fixed = tmp_path / "a5_rs.h5"
+    assert main(["import", str(ABF), "-o", str(fixed), "--sweeps", "0-2", "-q",
+                 "--series-resistance", "10"]) == 0
+    rec_rs = read_recording(fixed)
+    np.testing.assert_allclose(rec_rs.voltage, rec.voltage - 10.0 * rec.current * 1e-3)
+    assert "10 MOhm of series resistance" in rec_rs.description
+    assert main(["import", str(ABF), "-o", str(fixed), "--sweeps", "0-2", "-q",
+                 "--series-resistance", "auto"]) == 0
+    assert "series resistance" in read_recording(fixed).description
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -3,11 +3,14 @@ trace, the real cell 171116sh_0018 against its README, the start values of a cel
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from _realdata import ABF_DIR
 
 from hybridhh.analysis.passive import (
+    correct_series_resistance,
     find_steps,
     passive_analysis,
     passive_start,
@@ -60,6 +63,24 @@ def test_exact_rc_cell():
     assert s["start"] == 100.0 and s["amplitude"] == -50.0 and s["fit_rmse"] < 1e-6
     d = p.as_dict()
     assert d["units"]["R_in"] == "MOhm" and d["units"]["C_total"] == "pF" and d["n_steps"] == 1
+
+
+def test_an_unbalanced_bridge_is_measured_and_removed():
+    """V_recorded = V_m + R_s I: the jump at the onset gives R_s (MOhm); the correction
+    gives back the cell's own R_in; a balanced cell has R_s ~ 0 (the charging over the
+    line's window is not mistaken for a jump: <= 0.2 MOhm against R_in 150)."""
+    rec = rc_cell()
+    assert abs(passive_analysis(rec).R_s) < 0.2
+    bridged = dataclasses.replace(rec, voltage=rec.voltage + 10.0 * rec.current * 1e-3)
+    p = passive_analysis(bridged)
+    assert p.R_s == pytest.approx(10.0, abs=0.2)
+    assert p.R_in == pytest.approx(160.0, rel=1e-6)  # the bridge adds to the steady state
+    fixed = correct_series_resistance(bridged, p.R_s)
+    assert passive_analysis(fixed).R_in == pytest.approx(150.0, rel=2e-3)
+    assert "series resistance" in fixed.description
+    assert fixed.metadata["series_resistance_corrected"].endswith("MOhm")
+    with pytest.raises(ConfigError, match="finite"):
+        correct_series_resistance(rec, float("nan"))
 
 
 def test_density_units():

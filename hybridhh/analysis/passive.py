@@ -18,7 +18,13 @@ least ``min_duration`` ms, with no spike in it or in the baseline before it):
   (``scipy.optimize.curve_fit``) from ``skip`` ms after the onset (the filter and any
   unbalanced bridge) to the time of V_min, so the sag (an Ih-like current activating
   later) is left out;
-* **capacitance** C = τ_m / R_in: pF for pA (ms/MΩ = nF, x1000), µF/cm² for µA/cm².
+* **capacitance** C = τ_m / R_in: pF for pA (ms/MΩ = nF, x1000), µF/cm² for µA/cm²;
+* **series resistance error** R_s: the instantaneous jump at the onset over ΔI (MΩ for
+  pA, kΩ·cm² for µA/cm²), the jump being a straight line fitted to V over
+  :data:`JUMP_WINDOW` ms after the onset (past the filter's edge, before the membrane's
+  curvature matters), extrapolated to the onset, minus V_base: what an unbalanced bridge
+  adds (V_recorded = V_m + R_s I), 0 for a balanced one. :func:`correct_series_resistance`
+  removes it.
 
 The cell's values are medians over the steps (C from the median τ_m and R_in), and
 **E_L** is the resting potential: the median V before the first step of each trace (at
@@ -41,7 +47,7 @@ from ..errors import ConfigError
 from .spikes import spike_threshold, spike_times
 
 __all__ = ["SMOOTH", "PassiveResult", "find_steps", "passive_analysis", "passive_start",
-           "with_passive_start"]
+           "with_passive_start", "correct_series_resistance", "JUMP_WINDOW"]
 
 #: Width (ms) of the moving average under the peak V_min.
 SMOOTH = 1.0
@@ -50,6 +56,8 @@ SMOOTH = 1.0
 _SPIKE_MARGIN = (5.0, 20.0)
 #: Steady state: the last fraction of the step.
 _STEADY = 0.1
+#: ms after an onset over which the bridge's jump is read (a line through V, extrapolated).
+JUMP_WINDOW = (0.1, 1.0)
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,10 @@ class PassiveResult:
         ``"pA"`` or ``"uA/cm^2"``.
     steps : tuple of dict
         Per step: trace, start and end (ms), amplitude (ΔI, current units), V_base,
-        V_ss, V_min (mV), t_min (ms after onset), R_in, tau_m, sag, C, fit_rmse (mV).
+        V_ss, V_min (mV), t_min (ms after onset), R_in, tau_m, sag, C, R_s, fit_rmse (mV).
+    R_s : float or None
+        Series resistance error (the unbalanced bridge), in R_in's units: the median over
+        the steps. None in results made without it.
     """
 
     R_in: float
@@ -88,6 +99,7 @@ class PassiveResult:
     sag: float
     current_units: str
     steps: tuple = ()
+    R_s: float | None = None
 
     def as_dict(self) -> dict:
         """Plain data (JSON-serialisable), with ``units``: name -> unit."""
@@ -95,7 +107,7 @@ class PassiveResult:
         d["steps"] = [dict(s) for s in self.steps]
         d["n_steps"] = len(self.steps)
         d["units"] = _units(self.current_units)
-        for key in ("R_in", "tau_m", "sag"):
+        for key in ("R_in", "tau_m", "sag", "R_s"):
             xs = [s[key] for s in self.steps]
             d[f"{key}_range"] = [min(xs), max(xs)] if xs else None
         return d
@@ -105,7 +117,8 @@ def _units(current_units: str) -> dict:
     pa = current_units == "pA"
     return {"R_in": "MOhm" if pa else "kOhm cm^2", "tau_m": "ms",
             "C_total": "pF", "C_m": "uF/cm^2", "g_L": "mS/cm^2", "E_L": "mV", "sag": "mV",
-            "amplitude": current_units, "C": "pF" if pa else "uF/cm^2"}
+            "amplitude": current_units, "C": "pF" if pa else "uF/cm^2",
+            "R_s": "MOhm" if pa else "kOhm cm^2"}
 
 
 def _segments(current: np.ndarray, tol: float):
@@ -220,10 +233,16 @@ def _step(t, v, step, skip, pa) -> dict:
     scale = 1000.0 if pa else 1.0  # mV/pA = GOhm -> MOhm; mV/(uA/cm^2) = kOhm cm^2
     R = scale * r_in
     C = (tau / R * 1000.0 if pa else tau / R) if math.isfinite(tau) and R > 0 else math.nan
+    # the bridge's jump: a line through V just after the onset, at the onset, less V_base
+    w0, w1 = (int(round(w / dt)) for w in JUMP_WINDOW)
+    w1 = min(max(w1, w0 + 3), len(seg))
+    xs = np.arange(w0, w1) * dt
+    jump = float(np.polyval(np.polyfit(xs, seg[w0:w1], 1), 0.0)) - v_base
     return {"trace": step["trace"], "start": step["start"], "end": step["end"],
             "amplitude": float(amp), "V_base": v_base, "V_ss": v_ss, "V_min": v_min,
             "t_min": k_min * dt, "R_in": float(R), "tau_m": tau, "sag": max(v_ss - v_min, 0.0),
-            "C": float(C), "fit_rmse": rmse}
+            "C": float(C),
+            "R_s": scale * jump / amp, "fit_rmse": rmse}
 
 
 def _rest(t, V, I, steps, threshold) -> float:
@@ -302,9 +321,10 @@ def passive_analysis(recording, *, traces=None, amplitudes=None, skip: float = 0
         C_total, C_m = tau / R * 1000.0, 1.0
     else:
         C_total, C_m = None, tau / R
+    R_s = float(np.median([r["R_s"] for r in rows]))
     return PassiveResult(R_in=R, tau_m=tau, C_total=C_total, C_m=C_m, g_L=C_m / tau,
                          E_L=rest, sag=sag, current_units=recording.current_units,
-                         steps=tuple(rows))
+                         steps=tuple(rows), R_s=R_s)
 
 
 def passive_start(recording, **kwargs) -> dict[str, float]:
@@ -332,3 +352,22 @@ def with_passive_start(recording, **kwargs):
         cell = Cell.unknown()
     return dataclasses.replace(recording, cell=cell.with_starts(**passive_start(recording,
                                                                                 **kwargs)))
+
+
+def correct_series_resistance(recording, R_s: float):
+    """``recording`` with the bridge error removed: V_m = V − R_s · I (R_s in MΩ for a
+    current in pA: pA · MΩ = µV; kΩ·cm² for µA/cm²: µA/cm² · kΩ·cm² = mV), said in its
+    description and metadata (``series_resistance_corrected``, MΩ or kΩ·cm²)."""
+    R_s = float(R_s)
+    if not math.isfinite(R_s):
+        raise ConfigError(f"series resistance must be a finite number, got {R_s}")
+    pa = recording.current_units == "pA"
+    V = recording.voltage - R_s * recording.current * (1e-3 if pa else 1.0)
+    unit = _units(recording.current_units)["R_s"]
+    note = (f"V corrected for {R_s:.4g} {unit} of series resistance (V_m = V - R_s I, "
+            "hybridhh.analysis.passive.correct_series_resistance)")
+    description = f"{recording.description}; {note}" if recording.description else note
+    metadata = {**(recording.metadata or {}),
+                "series_resistance_corrected": f"{R_s:.6g} {unit}"}
+    return dataclasses.replace(recording, voltage=V, description=description,
+                               metadata=metadata)

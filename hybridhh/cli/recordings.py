@@ -58,6 +58,10 @@ def _import_arguments(p):
                         "value, if any)")
     p.add_argument("--bridge-balance", type=non_negative, metavar="MOHM",
                    help="series resistance balanced by the bridge, MOhm (metadata)")
+    p.add_argument("--series-resistance", type=_series_resistance, metavar="MOHM|auto",
+                   help="remove this unbalanced series resistance from V (V_m = V - R_s I; "
+                        "'auto': the jump at the hyperpolarising steps' onsets, as "
+                        "hybridhh passive reports it); said in the description")
     p.add_argument("--known", type=_assignment, action="append", default=[],
                    metavar="NAME=VALUE",
                    help="a cell parameter you know, kept fixed by a fit: C_total (pF), g_Na, "
@@ -80,11 +84,24 @@ def cmd_import(args) -> int:
                            current_channel=args.current_channel,
                            temperature=args.temperature, metadata=meta,
                            known=dict(args.known))
+    if args.series_resistance is not None:
+        from ..analysis.passive import correct_series_resistance, passive_analysis
+
+        R_s = args.series_resistance
+        if R_s == "auto":
+            R_s = passive_analysis(rec).R_s  # a ConfigError names the file without steps
+        rec = correct_series_resistance(rec, R_s)
+        say(f"removed {R_s:.4g} MOhm of series resistance from V")
     write_recording(args.out, rec)
     say(f"wrote {args.out}: {rec.n_traces} sweep(s) x {rec.n_samples} samples at "
         f"{rec.dt:g} ms, current in pA, unknown: {', '.join(rec.cell.free_names())}"
         + ("" if rec.temperature is None else f", {rec.temperature:g} degC"))
     return EXIT_OK
+
+
+def _series_resistance(text: str):
+    """``auto`` or a finite number of MOhm (argparse type)."""
+    return "auto" if text.strip().lower() == "auto" else finite(text)
 
 
 def _assignment(text: str):
@@ -173,7 +190,8 @@ def cmd_passive(args) -> int:
              "pF" if p.C_total is not None else "uF/cm^2", None),
             ("sag", p.sag, "mV", d["sag_range"]),
             ("E_L", p.E_L, "mV", None),
-            ("g_L", p.g_L, "mS/cm^2", None)]
+            ("g_L", p.g_L, "mS/cm^2", None),
+            ("R_s", p.R_s, u["R_s"], d["R_s_range"])]
     print(f"{args.file}: {len(p.steps)} hyperpolarising step(s), medians"
           + (" (C_m = 1 uF/cm^2 by convention)" if p.C_total is not None else ""))
     for name, value, unit, rng in rows:
