@@ -3,12 +3,15 @@
 ``171116sh_0018.abf`` (../shared/realdata; 17 sweeps, 20 kHz, two 500 ms steps −100…+300 pA
 around a −100 pA epoch). Training: the first step of the even sweeps (100–700 ms of each
 sweep). Tests: the same window of the odd sweeps (other amplitudes) and the second step of
-the even sweeps (1600–2200 ms: after the −100 pA epoch, from a hyperpolarised start). Both
-models start from the passive analysis of the −100 pA steps (C_total, g_L, E_L) and
-estimate every cell parameter; each prediction is a free run from the test window's first
-sample. Measured per test set (:func:`hybridhh.analysis.features.compare_traces`): mean
-|Δ spike count| per step, mean Γ (Δ = 2 ms) over the spiking traces, subthreshold V RMSE
-(spikes cut), the median relative feature error (eFEL), and the fit's wall time and cell.
+the even sweeps (1600–2200 ms: after the −100 pA epoch, from a hyperpolarised start).
+
+Both models see V with the bridge error the passive analysis measures removed (R_s ≈ 12 MΩ,
+``--series-resistance``). Both start from the passive analysis of the −100 pA steps after
+that (C_total, g_L, E_L) and estimate every cell parameter. Each prediction is a free run
+from the test window's first sample. Measured per test set
+(:func:`hybridhh.analysis.features.compare_traces`): mean |Δ spike count| per step, mean Γ
+(Δ = 2 ms) over the spiking traces, subthreshold V RMSE (spikes cut), the median relative
+feature error (eFEL), and the fit's wall time and cell.
 
 The baseline is :mod:`pospischil` (classic rate forms, ``scipy.optimize.least_squares``,
 multi-start). Writes ``benchmarks/results/realcell.json``; ``--quick`` is a smoke run (3
@@ -34,7 +37,7 @@ import pospischil  # noqa: E402
 
 import hybridhh as hh  # noqa: E402
 from hybridhh.analysis.features import compare_traces  # noqa: E402
-from hybridhh.analysis.passive import passive_analysis  # noqa: E402
+from hybridhh.analysis.passive import correct_series_resistance, passive_analysis  # noqa: E402
 from hybridhh.atomic import atomic_write_text  # noqa: E402
 from hybridhh.fitting.config import FitConfig  # noqa: E402
 from hybridhh.importing import import_recording  # noqa: E402
@@ -124,15 +127,24 @@ def main(argv=None) -> int:
     ap.add_argument("--run-dir", default=None, help="keep the hybridhh run here")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny data and fits")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--series-resistance", default="auto", metavar="MOHM|auto|none",
+                    help="bridge error removed from every set before fitting (default auto: "
+                         "the passive analysis' R_s of the whole file)")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
                     help="FitConfig fields for the hybridhh fit")
     args = ap.parse_args(argv)
 
     sets = QUICK_SETS if args.quick else SETS
     full = import_recording(args.file)
-    passive = passive_analysis(full, amplitudes=[-100.0])
+    choice = args.series_resistance.lower()
+    R_s = (passive_analysis(full, amplitudes=[-100.0]).R_s if choice == "auto" else
+           None if choice == "none" else float(choice))
     data = {name: import_recording(args.file, sweeps=list(sw), window=win)
             for name, (sw, win) in sets.items()}
+    if R_s is not None:
+        full = correct_series_resistance(full, R_s)
+        data = {k: correct_series_resistance(rec, R_s) for k, rec in data.items()}
+    passive = passive_analysis(full, amplitudes=[-100.0])
     # the passive start comes from every -100 pA step of the file, not the training window
     start = {"C_total": passive.C_total, "g_L": passive.g_L, "E_L": passive.E_L}
     data["train"] = dataclasses.replace(data["train"],
@@ -143,7 +155,7 @@ def main(argv=None) -> int:
                         for k, (sw, win) in sets.items()},
                "passive": {k: v for k, v in dataclasses.asdict(passive).items()
                            if k != "steps"},
-               "free": list(FREE), "settings": settings}
+               "free": list(FREE), "settings": settings, "series_resistance": R_s}
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run_dir or str(Path(tmp) / "run")
         results["hybridhh"] = run_hybrid(data, run_dir, settings, args.quick)
