@@ -343,3 +343,12 @@ def test_benchmark_quick_run(tmp_path):
     assert set(res["mnist1d"]["summary"]) == {"mlp", "fhn_exact", "fhn_surrogate"}
     assert {r["mode"] for r in res["cost"]} == {"backprop", "backprop_one_chunk",
                                                 "sensitivity", "surrogate"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_divergence_is_an_error_not_nan(mode):
+    from hybridhh.errors import SimulationError
+
+    layer = FHNLayer(2, gain=1e3, gradient=mode, dtype=F64, settle=5.0, readout=10.0)
+    with pytest.raises(SimulationError, match="diverged.*dt = 0.5"):
+        layer(torch.ones(3, 2, dtype=F64, requires_grad=True))

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SimulationError
 from . import _integrate
 from ._integrate import GRADIENTS, Schedule
 
@@ -125,6 +125,7 @@ class ODELayer(nn.Module):
         if self.gradient == "sensitivity" and needs_grad:
             mean = _integrate.SensitivityFunction.apply(
                 x, self.gain, self.bias, self.log_time_scale, self.field, sched)
+            self._check_finite(mean)
             return mean[:, 0] if self.windows == 1 else mean
         I = self.gain * x + self.bias
         r = torch.exp(-self.log_time_scale)
@@ -140,8 +141,21 @@ class ODELayer(nn.Module):
         else:
             mean, traj = _integrate.integrate(self.field, sched, I, r, s0,
                                               trajectory=return_trajectory, chunk=self.chunk)
+        self._check_finite(mean)
         mean = mean[:, 0] if self.windows == 1 else mean
         return (mean, traj) if return_trajectory else mean
+
+    def _check_finite(self, mean):
+        if not bool(torch.isfinite(mean).all()):
+            with torch.no_grad():
+                ts = torch.exp(self.log_time_scale)
+            raise SimulationError(
+                f"{type(self).__name__}: the units diverged (non-finite response) at dt = "
+                f"{self.dt:g} {self.time_unit}: the drive (|gain| up to "
+                f"{float(self.gain.detach().abs().max()):.3g}, |bias| up to "
+                f"{float(self.bias.detach().abs().max()):.3g}) or 1/time_scale (time scale "
+                f"down to {float(ts.min()):.3g}) is too large for RK4 at this step; bound the "
+                "drive (e.g. tanh before the layer), lower dt, or clip the gradients")
 
     @torch.no_grad()
     def response_curve(self, drive) -> torch.Tensor:
