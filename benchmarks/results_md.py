@@ -7,7 +7,8 @@ Rerun a benchmark (``benchmarks/README.md``), then regenerate::
     python benchmarks/results_md.py --check    # exit 1 if docs/results.md is out of date
 
 Files read: ``fit.json`` (``benchmarks/fit.py``), ``suite.json`` (``benchmarks/suite.py``),
-``heldout_sensitivity.json``, ``noise_bias.json``, ``simulate.json``. A missing file leaves
+``heldout_sensitivity.json``, ``noise_bias.json``, ``simulate.json``, ``twin.json``
+(``benchmarks/twin.py``). A missing file leaves
 its section out.
 (``fit_variants.json`` is an early run of a since-replaced fitter, kept for the record and
 not shown.)
@@ -469,6 +470,78 @@ def section_simulate(data: dict) -> str:
         table(["implementation", "cells", "wall s", "cell-ms/s", "set-up s"], thr_rows), ""])
 
 
+# --- twin.json ----------------------------------------------------------------------------
+
+
+def _mark(text: str, ok: bool) -> str:
+    """``text``, bold where it misses its target."""
+    return text if ok else f"**{text}**"
+
+
+def _twin_rows(runs: dict) -> list[list[str]]:
+    first = next(iter(runs.values()))
+    fits = [r["hybridhh"] for r in runs.values()]
+    rows = []
+    for name, s0 in first["hybridhh"]["cell"].items():
+        e = name.startswith("E_")
+        target = f"{s0['target']:g} mV" if e else f"{100 * s0['target']:g} %"
+        cells = []
+        for f in fits:
+            s = f["cell"][name]
+            err = "-" if s["error"] is None else \
+                num(s["error"], ".2f", "mV") if e else pct(s["error"], 1)
+            cells.append(_mark(f"{num(s['fitted'], '.4g')} ({err})", s["pass"]))
+        rows.append([name, f"{s0['truth']:g}", target, *cells])
+    for key, target in first["hybridhh"]["kinetics"]["targets"].items():
+        show = (lambda x: num(x, ".3f")) if key == "xinf_max" else (lambda x: pct(x, 1))
+        rows.append([f"kinetics {TARGET_NAMES[key]} (worst gate)", "", f"< {show(target)}",
+                     *(_mark(show(f["kinetics"]["worst"][key]), f["kinetics"]["pass"][key])
+                       for f in fits)])
+    limit = first["targets"]["heldout_rmse"]
+    for test in first["hybridhh"]["tests"]:
+        rows.append([f"{test}: V RMSE vs recorded V (vs true V_m)", "", f"< {limit:g} mV",
+                     *(_mark(f"{num(f['tests'][test]['rmse_recorded'], '.2f', 'mV')} "
+                             f"({num(f['tests'][test]['rmse_true'], '.2f', 'mV')})",
+                             f["tests"][test]["pass"]) for f in fits)])
+        rows.append([f"{test}: mean abs Δn / Γ / subthreshold RMSE", "", "",
+                     *(f"{num(s['spike_count_abs_diff'], '.2f')} / {num(s['coincidence'], '.2f')}"
+                       f" / {num(s['subthreshold_rmse'], '.2f', 'mV')}"
+                       for s in (f["tests"][test]["summary"] for f in fits))])
+    rows.append(["quality verdict", "", "ok", *(_mark(f["verdict"], f["verdict"] == "ok")
+                                                for f in fits)])
+    rows.append(["fit wall time", "", "", *(num(f["wall"], ".0f", "s") for f in fits)])
+    return rows
+
+
+def section_twin(data: dict) -> str:
+    runs = data["runs"]
+    first = next(iter(runs.values()))
+    p = first["passive"]
+
+    def impaired(label, r):
+        i = r["impairments"]
+        low = "no filter" if i["lowpass"] is None else f"{i['lowpass']:g} kHz low-pass"
+        return (f"`{label}`: noise {i['noise']:g} mV, {low}, R_s {i['series_resistance']:g} MΩ"
+                + (" (quick mode: its numbers mean nothing)" if r["quick"] else ""))
+
+    lines = []
+    for label, r in runs.items():
+        lines.append(f"- {impaired(label, r)}; {r['threads']} torch thread(s).")
+    return "\n".join([
+        "## The synthetic twin (`benchmarks/twin.py` → `benchmarks/results/twin.json`)", "",
+        "NEURON's `hh` with a cortical-like passive response ("
+        + ", ".join(f"{k} {v:g}" for k, v in first["truth"].items())
+        + "; pF, mS/cm², mV), recorded like 171116sh_0018 (its dual-step protocol, 20 kHz, "
+        "current in pA, every cell parameter unknown) and fitted as `benchmarks/realcell.py` "
+        "fits the real cell: train on the first step of the even sweeps, test on the odd "
+        "sweeps and on the second step (after the −100 pA epoch). Passive start (first "
+        f"run): R_in {num(p['R_in'], '.1f', 'MΩ')}, τ_m {num(p['tau_m'], '.1f', 'ms')}, "
+        f"C_total {num(p['C_total'], '.0f', 'pF')}, E_L {num(p['E_L'], '.1f', 'mV')}. "
+        "Runs (each column one impairment set):", "", *lines, "",
+        "Cells give the fitted value (error); bold: the issue's target missed.", "",
+        table(["figure", "truth", "target", *(f"`{k}`" for k in runs)], _twin_rows(runs)), ""])
+
+
 # --- run times ----------------------------------------------------------------------------
 
 
@@ -520,7 +593,8 @@ def section_times(results: Path) -> str:
 
 SECTIONS = [("fit.json", section_fit), ("suite.json", section_suite),
             ("heldout_sensitivity.json", section_heldout),
-            ("noise_bias.json", section_noise_bias), ("simulate.json", section_simulate)]
+            ("noise_bias.json", section_noise_bias), ("simulate.json", section_simulate),
+            ("twin.json", section_twin)]
 
 
 def render(results: Path = RESULTS) -> str:
