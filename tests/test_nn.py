@@ -352,3 +352,23 @@ def test_divergence_is_an_error_not_nan(mode):
     layer = FHNLayer(2, gain=1e3, gradient=mode, dtype=F64, settle=5.0, readout=10.0)
     with pytest.raises(SimulationError, match="diverged.*dt = 0.5"):
         layer(torch.ones(3, 2, dtype=F64, requires_grad=True))
+
+
+def test_hh_layer_from_a_fitted_run(fitted):
+    """The learned rates as units: tabulated every 0.05 mV (exact at the nodes), exact
+    gradients through the table in both modes."""
+    from hybridhh.fitting import load_fit
+
+    _, _, run = fitted
+    layer = HHLayer(2, kinetics=run, dtype=F64)
+    model = load_fit(run).model
+    V = torch.tensor([-80.0, -65.0, -40.0, 0.0, 30.0], dtype=F64)
+    with torch.no_grad():
+        a, b = layer.field.kinetics.rates(V)
+        a0, b0 = model.rates(V)
+    assert torch.allclose(a, a0, rtol=1e-9) and torch.allclose(b, b0, rtol=1e-9)
+    x0 = torch.tensor([[1.0, 4.0], [6.0, 0.5]], dtype=F64)
+    got = {m: _grads(_hh(m, str(run)), x0.clone().requires_grad_(True), 1.0)
+           for m in ("backprop", "sensitivity")}
+    for k in got["backprop"]:
+        assert _rel(got["sensitivity"][k], got["backprop"][k]) < 1e-9, k
