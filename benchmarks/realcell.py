@@ -37,7 +37,11 @@ import pospischil  # noqa: E402
 
 import hybridhh as hh  # noqa: E402
 from hybridhh.analysis.features import compare_traces  # noqa: E402
-from hybridhh.analysis.passive import correct_series_resistance, passive_analysis  # noqa: E402
+from hybridhh.analysis.passive import (  # noqa: E402
+    correct_series_resistance,
+    passive_analysis,
+    passive_cell,
+)
 from hybridhh.atomic import atomic_write_text  # noqa: E402
 from hybridhh.fitting.config import FitConfig  # noqa: E402
 from hybridhh.importing import import_recording  # noqa: E402
@@ -148,7 +152,7 @@ def main(argv=None) -> int:
     # the passive start comes from every -100 pA step of the file, not the training window
     start = {"C_total": passive.C_total, "g_L": passive.g_L, "E_L": passive.E_L}
     data["train"] = dataclasses.replace(data["train"],
-                                        cell=data["train"].cell.with_starts(**start))
+                                        cell=passive_cell(data["train"].cell, passive))
     settings = list(args.set)
     results = {"file": Path(args.file).name, "quick": args.quick,
                "sets": {k: {"sweeps": list(sw), "window": list(win)}

@@ -193,6 +193,14 @@ def test_a_pa_recording_without_starts_starts_from_its_passive_analysis():
     starts = started.cell.start_values()
     assert starts["C_total"] == pytest.approx(200.0, rel=1e-3)
     assert starts["E_L"] == pytest.approx(-70.0, abs=1e-6) and starts["g_L"] == 0.05
+    # C_total kept within a factor 1.5 of tau_m / R_in; bounds the user set stay
+    assert started.cell.bounds()["C_total"] == pytest.approx((200.0 / 1.5, 300.0), rel=1e-3)
+    assert passive["C_total_bounds"] == pytest.approx([200.0 / 1.5, 300.0], rel=1e-3)
+    from hybridhh.analysis.passive import passive_analysis, passive_cell
+    from hybridhh.cell import CellParameter
+
+    mine = Cell({"C_total": CellParameter("C_total", "unknown", lower=50.0, upper=900.0)})
+    assert passive_cell(mine, passive_analysis(rec)).bounds()["C_total"] == (50.0, 900.0)
     # nothing to start, or no step: unchanged
     assert passive_started(started) == (started, None)
     flat = Recording(time=t, voltage=V[None] * 0 - 70.0, current=I[None] * 0, source="test",

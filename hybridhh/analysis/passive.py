@@ -47,7 +47,8 @@ from ..errors import ConfigError
 from .spikes import spike_threshold, spike_times
 
 __all__ = ["SMOOTH", "PassiveResult", "find_steps", "passive_analysis", "passive_start",
-           "with_passive_start", "correct_series_resistance", "JUMP_WINDOW"]
+           "with_passive_start", "correct_series_resistance", "passive_cell", "JUMP_WINDOW",
+           "C_TOTAL_FACTOR"]
 
 #: Width (ms) of the moving average under the peak V_min.
 SMOOTH = 1.0
@@ -56,6 +57,9 @@ SMOOTH = 1.0
 _SPIKE_MARGIN = (5.0, 20.0)
 #: Steady state: the last fraction of the step.
 _STEADY = 0.1
+#: A cell fit keeps C_total within this factor of the passive τ_m / R_in (either way): freer,
+#: fits of 171116sh_0018 ran to 1,344 and 2,000 pF (its passive value: 330 pF).
+C_TOTAL_FACTOR = 1.5
 #: ms after an onset over which the bridge's jump is read (a line through V, extrapolated).
 JUMP_WINDOW = (0.1, 1.0)
 
@@ -371,3 +375,25 @@ def correct_series_resistance(recording, R_s: float):
                 "series_resistance_corrected": f"{R_s:.6g} {unit}"}
     return dataclasses.replace(recording, voltage=V, description=description,
                                metadata=metadata)
+
+
+def passive_cell(cell, passive: PassiveResult, names=("C_total", "g_L", "E_L")):
+    """``cell`` (a :class:`hybridhh.cell.Cell`) with its unknown ``names`` started at the
+    ``passive`` values, and an unknown C_total still on the default bounds bounded to
+    :data:`C_TOTAL_FACTOR` times the passive C_total either way (bounds the user set are
+    kept)."""
+    from ..cell import PARAMETERS, Cell, CellParameter
+
+    starts = {"C_total": passive.C_total, "g_L": passive.g_L, "E_L": passive.E_L}
+    cell = cell.with_starts(**{n: starts[n] for n in names if starts.get(n) is not None})
+    c = cell["C_total"]
+    default = PARAMETERS["C_total"][1:]
+    if (passive.C_total is not None and c.status == "unknown"
+            and (c.lower, c.upper) == default):
+        lo = max(default[0], passive.C_total / C_TOTAL_FACTOR)
+        hi = min(default[1], passive.C_total * C_TOTAL_FACTOR)
+        start = min(max(c.start if c.start is not None else passive.C_total, lo), hi)
+        cell = Cell({**{n: cell[n] for n in cell},
+                     "C_total": CellParameter("C_total", "unknown", lower=lo, upper=hi,
+                                              start=start)})
+    return cell

@@ -281,10 +281,11 @@ def recording_cell(recording, data, extra_free=()):
 def passive_started(recording):
     """``(recording, passive)``: a recording in pA whose ``/cell`` leaves C_total, g_L or E_L
     unknown without a start, started from its own passive analysis
-    (:func:`hybridhh.analysis.passive.passive_start`: τ_m and R_in of its hyperpolarising
-    steps), and that analysis as a dict; ``passive`` is None (and the recording unchanged)
-    when the recording has no such step or needs no start."""
-    from ..analysis.passive import passive_analysis
+    (:func:`hybridhh.analysis.passive.passive_cell`: τ_m and R_in of its hyperpolarising
+    steps; C_total kept within a factor 1.5 of τ_m / R_in), and that analysis as a dict;
+    ``passive`` is None (and the recording unchanged) when the recording has no such step or
+    needs no start."""
+    from ..analysis.passive import passive_analysis, passive_cell
     from ..recording import Recording
 
     cell = getattr(recording, "cell", None)
@@ -299,8 +300,9 @@ def passive_started(recording):
         p = passive_analysis(recording)
     except ConfigError:
         return recording, None
-    starts = {"C_total": p.C_total, "g_L": p.g_L, "E_L": p.E_L}
-    started = dataclasses.replace(recording, cell=cell.with_starts(
-        **{n: starts[n] for n in names}))
+    started = dataclasses.replace(recording, cell=passive_cell(cell, p, names))
     summary = {k: v for k, v in p.as_dict().items() if k != "steps"}
-    return started, {**summary, "started": names}
+    bounds = started.cell["C_total"]
+    return started, {**summary, "started": names,
+                     "C_total_bounds": ([bounds.lower, bounds.upper]
+                                        if bounds.status == "unknown" else None)}
