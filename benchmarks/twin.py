@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridhh.biophysics import Biophysics
-from hybridhh.cell import Cell
+from hybridhh.cell import Cell, CellParameter
 from hybridhh.recording import Recording, Truth
 
 HERE = Path(__file__).resolve().parent
@@ -265,15 +265,16 @@ def score_test_set(rec: Recording, V_pred) -> dict:
                           for i, r in enumerate(c["per_trace"])]}
 
 
-def run_fit(data: dict, run_dir, quick: bool, settings: dict) -> dict:
-    """Fit the training set (every cell parameter free), score the cell, the kinetics
-    and both test sets."""
+def run_fit(data: dict, run_dir, quick: bool, settings: dict, free=FREE) -> dict:
+    """Fit the training set (the cell parameters ``free`` estimated, the others known),
+    score the cell, the kinetics and both test sets."""
     import hybridhh as hh
     from hybridhh.analysis.metrics import kinetics_metrics
     from hybridhh.fitting.config import FitConfig
     from hybridhh.recording import truth_kinetics
 
-    config = FitConfig.quick(free=FREE) if quick else FitConfig(free=FREE)
+    free = tuple(free)
+    config = FitConfig.quick(free=free) if quick else FitConfig(free=free)
     if settings:
         config = config.updated(settings)
     t0 = time.perf_counter()
@@ -361,6 +362,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-noise", action="store_true", help="ablation: no measurement noise")
     ap.add_argument("--no-filter", action="store_true", help="ablation: no low-pass filter")
     ap.add_argument("--no-rs", action="store_true", help="ablation: no series resistance")
+    ap.add_argument("--known", nargs="+", default=[], metavar="NAME",
+                    help="diagnostic: these cell parameters (or 'all') known at their true "
+                         "values, the rest fitted")
     ap.add_argument("--seed", type=int, default=0, help="seed of the measurement noise")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
@@ -373,6 +377,12 @@ def main(argv=None) -> int:
                       lowpass=None if args.no_filter else LOWPASS,
                       series_resistance=0.0 if args.no_rs else SERIES_RESISTANCE,
                       seed=args.seed)
+    known = list(FREE) if args.known == ["all"] else list(args.known)
+    bad = sorted(set(known) - set(FREE))
+    if bad:
+        ap.error(f"--known {' '.join(bad)}: not a cell parameter; use 'all' or some of "
+                 f"{', '.join(FREE)}")
+    free = tuple(n for n in FREE if n not in known)
     sets = QUICK_SETS if args.quick else SETS
     sweeps = sorted({k for sw, _ in sets.values() for k in sw} | {0})
     duration = max(win[1] for _, win in sets.values())
@@ -381,14 +391,19 @@ def main(argv=None) -> int:
     made = time.perf_counter() - t0
     passive = passive_analysis(full, amplitudes=[-100.0])
     data = {name: window(full, sw, win) for name, (sw, win) in sets.items()}
-    start = {"C_total": passive.C_total, "g_L": passive.g_L, "E_L": passive.E_L}
-    data["train"] = dataclasses.replace(data["train"],
-                                        cell=data["train"].cell.with_starts(**start))
+    start = {k: v for k, v in (("C_total", passive.C_total), ("g_L", passive.g_L),
+                                ("E_L", passive.E_L)) if k in free}
+    cell = Cell({n: CellParameter(n, "known", value=TRUTH[n]) if n in known
+                 else CellParameter(n, "unknown", start=start.get(n)) for n in FREE})
+    data = {name: dataclasses.replace(rec, cell=cell) for name, rec in data.items()}
     results = {"quick": args.quick, "truth": TRUTH, "temperature": TRUTH_BIOPHYSICS.temperature,
                "impairments": dataclasses.asdict(imp),
                "ablation": [k for k, on in (("no_noise", args.no_noise),
                                             ("no_filter", args.no_filter),
-                                            ("no_rs", args.no_rs)) if on],
+                                            ("no_rs", args.no_rs)) if on]
+               + ([f"known_{'all' if len(known) == len(FREE) else '_'.join(known)}"]
+                  if known else []),
+               "known": known,
                "recording": {"dt": DT, "neuron_dt": DT / SUBSTEPS, "current_units": "pA",
                              "filter": "causal 4-pole Bessel (scipy bessel norm='mag', "
                                        "sosfilt) on the 200 kHz signal, before sampling",
@@ -401,10 +416,10 @@ def main(argv=None) -> int:
                "simulate_wall": made, "threads": torch.get_num_threads(),
                "passive": {k: v for k, v in dataclasses.asdict(passive).items()
                            if k != "steps"},
-               "targets": TARGETS, "free": list(FREE), "settings": list(args.set)}
+               "targets": TARGETS, "free": list(free), "settings": list(args.set)}
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run_dir or str(Path(tmp) / "run")
-        fit = run_fit(data, run_dir, args.quick, settings)
+        fit = run_fit(data, run_dir, args.quick, settings, free)
     results["hybridhh"] = fit
     print(f"twin: {imp}; passive: R_in {passive.R_in:.1f} MOhm, tau_m {passive.tau_m:.1f} ms, "
           f"C_total {passive.C_total:.0f} pF, E_L {passive.E_L:.1f} mV")

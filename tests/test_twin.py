@@ -175,6 +175,12 @@ def test_runs_are_merged_under_their_names(twin, tmp_path):
     assert again["runs"]["default"]["x"] == 3 and again["runs"]["no_noise+no_rs"]["x"] == 2
 
 
+def test_a_bad_known_name_fails_before_any_work(twin, capsys):
+    with pytest.raises(SystemExit):
+        twin.main(["--known", "g_Ca", "--out", "/nonexistent/twin.json"])
+    assert "g_Ca" in capsys.readouterr().err
+
+
 def test_bad_impairments_fail_on_construction(twin):
     for kw in ({"noise": -0.1}, {"lowpass": 0.0}, {"series_resistance": -1.0}):
         with pytest.raises(ValueError, match=next(iter(kw))):
