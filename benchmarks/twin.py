@@ -30,12 +30,15 @@ truth's 6.3 °C; the learned rates carry no temperature anyway), the low-pass an
 balance in its metadata, and the truth (kinetics ``hh_modern``; ``/truth/voltage`` = the
 noise-free, unfiltered V_m) for scoring.
 
-The fit is :mod:`realcell`'s: train on the first step of the even sweeps (100–700 ms),
-every cell parameter free, C_total, g_L, E_L started from the passive analysis of the
-−100 pA steps; tests on the odd sweeps (100–700 ms) and the even sweeps' second step
-(1600–2200 ms). Scored against the issue's twin targets (:data:`TARGETS`): each cell
-parameter, the kinetics over the visited range (:func:`hybridhh.analysis.metrics.kinetics_metrics`),
-the held-out free-run V RMSE (against the recorded V and against the true V_m), spike
+The fit is :mod:`realcell`'s: the bridge error the passive analysis measures removed
+first (``--series-resistance``, default auto: the jump at the onsets over ΔI), train on
+the first step of the even sweeps (100–700 ms), every cell parameter free, C_total, g_L,
+E_L started from the passive analysis of the −100 pA steps
+(:func:`hybridhh.analysis.passive.passive_cell`, which also bounds C_total); tests on
+the odd sweeps (100–700 ms) and the even sweeps' second step (1600–2200 ms). Scored
+against the issue's twin targets (:data:`TARGETS`): each cell parameter, the kinetics
+over the visited range (:func:`hybridhh.analysis.metrics.kinetics_metrics`), the held-out
+free-run V RMSE (against the recorded V and against the true V_m), spike
 counts and Γ (:func:`hybridhh.analysis.features.compare_traces`), and the fit's verdict.
 
 ::
@@ -350,7 +353,11 @@ def merge(path, results: dict) -> dict:
 def main(argv=None) -> int:
     import torch
 
-    from hybridhh.analysis.passive import passive_analysis
+    from hybridhh.analysis.passive import (
+        correct_series_resistance,
+        passive_analysis,
+        passive_cell,
+    )
     from hybridhh.atomic import atomic_write_text
     from hybridhh.fitting.config import parse_assignments
 
@@ -365,6 +372,9 @@ def main(argv=None) -> int:
     ap.add_argument("--known", nargs="+", default=[], metavar="NAME",
                     help="diagnostic: these cell parameters (or 'all') known at their true "
                          "values, the rest fitted")
+    ap.add_argument("--series-resistance", default="auto", metavar="MOHM|auto|none",
+                    help="bridge error removed from every set before fitting, as realcell.py "
+                         "(default auto: the passive analysis' R_s of the whole twin)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the measurement noise")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
@@ -389,12 +399,17 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     full = make_twin([AMPLITUDES[k] for k in sweeps], duration, imp)
     made = time.perf_counter() - t0
+    choice = args.series_resistance.lower()
+    R_s = (passive_analysis(full, amplitudes=[-100.0]).R_s if choice == "auto" else
+           None if choice == "none" else float(choice))
+    if R_s is not None:  # as realcell.py: the bridge error measured and removed first
+        full = correct_series_resistance(full, R_s)
     passive = passive_analysis(full, amplitudes=[-100.0])
     data = {name: window(full, sw, win) for name, (sw, win) in sets.items()}
-    start = {k: v for k, v in (("C_total", passive.C_total), ("g_L", passive.g_L),
-                                ("E_L", passive.E_L)) if k in free}
     cell = Cell({n: CellParameter(n, "known", value=TRUTH[n]) if n in known
-                 else CellParameter(n, "unknown", start=start.get(n)) for n in FREE})
+                 else CellParameter(n, "unknown") for n in FREE})
+    cell = passive_cell(cell, passive, names=[n for n in ("C_total", "g_L", "E_L")
+                                              if n in free])
     data = {name: dataclasses.replace(rec, cell=cell) for name, rec in data.items()}
     results = {"quick": args.quick, "truth": TRUTH, "temperature": TRUTH_BIOPHYSICS.temperature,
                "impairments": dataclasses.asdict(imp),
@@ -402,7 +417,8 @@ def main(argv=None) -> int:
                                             ("no_filter", args.no_filter),
                                             ("no_rs", args.no_rs)) if on]
                + ([f"known_{'all' if len(known) == len(FREE) else '_'.join(known)}"]
-                  if known else []),
+                  if known else [])
+               + ([f"rs_{choice}"] if choice != "auto" else []),
                "known": known,
                "recording": {"dt": DT, "neuron_dt": DT / SUBSTEPS, "current_units": "pA",
                              "filter": "causal 4-pole Bessel (scipy bessel norm='mag', "
@@ -416,6 +432,9 @@ def main(argv=None) -> int:
                "simulate_wall": made, "threads": torch.get_num_threads(),
                "passive": {k: v for k, v in dataclasses.asdict(passive).items()
                            if k != "steps"},
+               "series_resistance": {"true": imp.series_resistance, "removed": R_s,
+                                     "choice": args.series_resistance},
+               "cell_start": cell.as_dict(),
                "targets": TARGETS, "free": list(free), "settings": list(args.set)}
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run_dir or str(Path(tmp) / "run")
@@ -423,6 +442,8 @@ def main(argv=None) -> int:
     results["hybridhh"] = fit
     print(f"twin: {imp}; passive: R_in {passive.R_in:.1f} MOhm, tau_m {passive.tau_m:.1f} ms, "
           f"C_total {passive.C_total:.0f} pF, E_L {passive.E_L:.1f} mV")
+    print(f"series resistance: true {imp.series_resistance:g} MOhm, removed "
+          f"{'none' if R_s is None else format(R_s, '.3g') + ' MOhm'}")
     print(f"fit {fit['wall']:.0f} s, verdict {fit['verdict']}")
     print(table(fit))
     merged = merge(args.out, results)
