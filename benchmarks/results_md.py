@@ -521,8 +521,15 @@ def section_twin(data: dict) -> str:
     def impaired(label, r):
         i = r["impairments"]
         low = "no filter" if i["lowpass"] is None else f"{i['lowpass']:g} kHz low-pass"
+        rs = r.get("series_resistance") or {}
+        removed = ("" if not rs else "; no bridge correction" if rs.get("removed") is None
+                   else f"; {rs['removed']:.3g} MΩ measured and removed before the fit")
+        known = (f"; known at the truth: {', '.join(r['known'])}" if r.get("known") else
+                 "; every cell parameter fitted")
         return (f"`{label}`: noise {i['noise']:g} mV, {low}, R_s {i['series_resistance']:g} MΩ"
-                + (" (quick mode: its numbers mean nothing)" if r["quick"] else ""))
+                + removed + known
+                + (" (quick mode: its numbers mean nothing)" if r["quick"] else "")
+                + (f"; note: {r['note']}" if r.get("note") else ""))
 
     lines = []
     for label, r in runs.items():
