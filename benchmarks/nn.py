@@ -388,7 +388,9 @@ def markdown(result) -> str:
     """The tables of docs/nn.md from a result JSON."""
     lines = []
     for ds, title in (("mnist5k", "MNIST-5k (4000/1000, 784-100-10)"),
-                      ("mnist1d", "MNIST-1D (4000/1000, temporal mode)")):
+                      ("mnist1d", "MNIST-1D (4000/1000, temporal mode, two FHN layers)"),
+                      ("mnist1d_one_layer", "MNIST-1D, the earlier one-FHN-layer model "
+                       "(see `note` in the JSON)")):
         if ds not in result:
             continue
         lines += [f"**{title}**:", "",
@@ -396,7 +398,7 @@ def markdown(result) -> str:
                   "| wall s |", "| --- | --- | --- | --- | --- | --- |"]
         for method, s in result[ds]["summary"].items():
             accs = ", ".join(f"{100 * v:.1f}" for v in s["accuracy"])
-            label = "MLP 40-100-100-10 (ReLU)" if (ds, method) == ("mnist1d", "mlp") else (
+            label = "MLP 40-100-100-10 (ReLU)" if ds != "mnist5k" and method == "mlp" else (
                 LABELS.get(method, method))
             seeds = ", ".join(str(v) for v in s.get("seeds", [0]))
             lines.append(f"| {label} | {seeds} | {accs} | {100 * s['mean']:.1f} | "
