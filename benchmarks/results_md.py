@@ -8,7 +8,7 @@ Rerun a benchmark (``benchmarks/README.md``), then regenerate::
 
 Files read: ``fit.json`` (``benchmarks/fit.py``), ``suite.json`` (``benchmarks/suite.py``),
 ``heldout_sensitivity.json``, ``noise_bias.json``, ``simulate.json``, ``twin.json``
-(``benchmarks/twin.py``). A missing file leaves
+(``benchmarks/twin.py``), ``realcell.json`` (``benchmarks/realcell.py``). A missing file leaves
 its section out.
 (``fit_variants.json`` is an early run of a since-replaced fitter, kept for the record and
 not shown.)
@@ -549,6 +549,48 @@ def section_twin(data: dict) -> str:
         table(["figure", "truth", "target", *(f"`{k}`" for k in runs)], _twin_rows(runs)), ""])
 
 
+# --- realcell.json ------------------------------------------------------------------------
+
+
+def section_realcell(data: dict) -> str:
+    """A real cell (171116sh_0018): hybridhh beside the Pospischil baseline on held-out sets."""
+    p = data["passive"]
+    sets = data["sets"]
+    rows = []
+    for name in ("odd_sweeps", "second_step"):
+        for model in ("hybridhh", "pospischil"):
+            if model not in data:
+                continue
+            s = data[model]["tests"][name]["summary"]
+            rows.append([f"`{name}`", model, num(s["spike_count_abs_diff"], ".2f"),
+                         num(s["coincidence"], ".2f"), num(s["subthreshold_rmse"], ".2f", "mV"),
+                         num(s["feature_relative_error_median"], ".2f")])
+    cells = []
+    for model in ("hybridhh", "pospischil"):
+        if model in data:
+            r = data[model]
+            cell = ", ".join(f"{k} {v:.4g}" for k, v in (r["cell"] or {}).items()
+                             if isinstance(v, float) and k not in ("C_m", "temperature"))
+            verdict = f", verdict `{r['verdict']}`" if "verdict" in r else ""
+            cells.append(f"- {model}: fit {r['wall']:.0f} s{verdict}; {cell}")
+    rs = data.get("series_resistance")
+    return "\n".join([
+        "## A real cell (`benchmarks/realcell.py` → `benchmarks/results/realcell.json`)", "",
+        f"`{data['file']}`. Training: sweeps {sets['train']['sweeps']}, "
+        f"{sets['train']['window'][0]:g}–{sets['train']['window'][1]:g} ms. Tests: "
+        f"`odd_sweeps` (sweeps {sets['odd_sweeps']['sweeps']}, the same window) and "
+        f"`second_step` (sweeps {sets['second_step']['sweeps']}, "
+        f"{sets['second_step']['window'][0]:g}–{sets['second_step']['window'][1]:g} ms). "
+        + ("" if rs is None else f"Series resistance removed first: {rs:.3g} MΩ. ")
+        + f"Passive start: R_in {p['R_in']:.1f} MΩ, τ_m {p['tau_m']:.1f} ms, C_total "
+        f"{p['C_total']:.0f} pF, E_L {p['E_L']:.1f} mV. Targets (issue 20): mean |Δn| ≤ 1, "
+        "Γ ≥ 0.5, subthreshold RMSE ≤ 2 mV (the cell's own repeatability: 1.0–1.5 mV), "
+        "fitted C_total within 20 % of τ_m/R_in.", "",
+        *cells, "",
+        table(["test set", "model", "mean abs Δn", "Γ", "subthreshold RMSE",
+               "median feature error"], rows), ""])
+
+
 # --- run times ----------------------------------------------------------------------------
 
 
@@ -601,7 +643,7 @@ def section_times(results: Path) -> str:
 SECTIONS = [("fit.json", section_fit), ("suite.json", section_suite),
             ("heldout_sensitivity.json", section_heldout),
             ("noise_bias.json", section_noise_bias), ("simulate.json", section_simulate),
-            ("twin.json", section_twin)]
+            ("twin.json", section_twin), ("realcell.json", section_realcell)]
 
 
 def render(results: Path = RESULTS) -> str:
