@@ -362,7 +362,7 @@ def figure(path: Path):
     ax[3].plot(t, traj[0, :, 0].numpy(), "k", label="v")
     ax[3].step(t_in, drive, "C2", where="post", label="drive")
     ax[3].set(xlabel="time (model units)", title="FHN under a varying drive: a filter")
-    ax[3].legend(frameon=False)
+    ax[3].legend(frameon=False, loc="lower center", ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -394,8 +394,8 @@ def markdown(result) -> str:
         if ds not in result:
             continue
         lines += [f"**{title}**:", "",
-                  "| method | seeds | test accuracy % (per seed) | mean % | worst class % "
-                  "| wall s |", "| --- | --- | --- | --- | --- | --- |"]
+                  "| method | seeds | test accuracy % (per seed) | mean % "
+                  "| worst class % (any seed) | wall s |", "| --- | --- | --- | --- | --- | --- |"]
         for method, s in result[ds]["summary"].items():
             accs = ", ".join(f"{100 * v:.1f}" for v in s["accuracy"])
             label = "MLP 40-100-100-10 (ReLU)" if ds != "mnist5k" and method == "mlp" else (
