@@ -292,6 +292,24 @@ def test_bad_layer_arguments(kwargs, match):
         HHLayer(2, kinetics=42)
 
 
+def test_trainable_kinetics_need_backprop():
+    class Trainable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones((), dtype=F64))
+
+        def rates(self, V):
+            a, b = HHKinetics().rates(V)
+            return a * self.scale, b * self.scale
+
+    with pytest.raises(ConfigError, match="only gradient='backprop' differentiates"):
+        HHLayer(2, kinetics=Trainable())
+    kin = Trainable()
+    layer = _hh("backprop", kin)
+    layer(torch.ones(1, 2, dtype=F64)).sum().backward()
+    assert kin.scale.grad is not None and torch.isfinite(kin.scale.grad)
+
+
 def test_bad_inputs():
     layer = _fhn("sensitivity")
     with pytest.raises(ConfigError, match=r"\[batch, units\].*units = 3, got shape \(4, 2\)"):

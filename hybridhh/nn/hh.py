@@ -144,6 +144,9 @@ class HHLayer(ODELayer):
         None: the reference HH rates (:class:`~hybridhh.kinetics.HHKinetics`, modern
         convention, 6.3 °C). A kinetics object (``rates(V)``), or a fitted run directory
         (str or Path; see :func:`fitted_kinetics`, which also supplies the fit's cell).
+        A kinetics module with trainable parameters (an untabulated
+        :class:`~hybridhh.learned.RateMLP`) needs ``gradient="backprop"``, the only mode
+        that differentiates through them.
     biophysics
         The cell (:class:`~hybridhh.biophysics.Biophysics`); default the standard squid axon
         or the fitted run's cell.
@@ -174,6 +177,14 @@ class HHLayer(ODELayer):
             raise ConfigError("kinetics must be None (the reference HH rates), a kinetics "
                               "object with rates(V) -> (alpha, beta), or a fitted run "
                               f"directory; got {type(kinetics).__name__}")
+        trainable = [p for p in getattr(kinetics, "parameters", lambda: [])()
+                     if getattr(p, "requires_grad", False)]
+        if trainable and gradient != "backprop":
+            raise ConfigError(
+                f"kinetics {type(kinetics).__name__} has trainable parameters, which only "
+                f"gradient='backprop' differentiates (got {gradient!r}); freeze them "
+                "(kinetics.requires_grad_(False)), pass a fitted run directory (tabulated, "
+                "fixed), or use gradient='backprop'")
         if bio is not None and not isinstance(bio, Biophysics):
             raise ConfigError(f"biophysics must be a Biophysics, got {type(bio).__name__}")
         field = HHField(kinetics, bio or Biophysics.standard())
