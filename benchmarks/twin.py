@@ -332,8 +332,10 @@ def table(fit: dict) -> str:
 
 def label_of(results: dict) -> str:
     """A run's name in the JSON: ``default``, ``quick``, or its ablations (``no_noise``,
-    ``no_filter+no_rs``, ...; ``quick`` first when quick)."""
-    parts = (["quick"] if results.get("quick") else []) + list(results.get("ablation", []))
+    ``no_filter+no_rs``, ...; ``quick`` first when quick) and ``--set`` changes
+    (``set_seed=1``)."""
+    parts = ((["quick"] if results.get("quick") else []) + list(results.get("ablation", []))
+             + [f"set_{x}" for x in results.get("settings", [])])
     return "+".join(parts) or "default"
 
 

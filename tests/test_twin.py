@@ -173,6 +173,7 @@ def test_runs_are_merged_under_their_names(twin, tmp_path):
     out.write_text(json.dumps(merged))
     again = twin.merge(out, dict(one, x=3))  # the same run replaces its old self
     assert again["runs"]["default"]["x"] == 3 and again["runs"]["no_noise+no_rs"]["x"] == 2
+    assert twin.label_of(dict(one, settings=["seed=1"])) == "set_seed=1"
 
 
 def test_a_bad_known_name_fails_before_any_work(twin, capsys):
