@@ -481,9 +481,9 @@ def main(argv=None):
     seeds = list(range(a.first_seed, a.first_seed + a.seeds))
     if a.merge and a.out.exists():
         old = json.loads(a.out.read_text())
-        for key in ("mnist5k", "mnist1d", "cost"):
-            if key in old:
-                result[key] = old[key]
+        for key, value in old.items():  # every part's results, not the run's metadata
+            if key not in result and key not in ("wall_s", "merged_from"):
+                result[key] = value
         result["merged_from"] = old.get("date")
     t_all = time.time()
     for part, key, fn in (("mnist", "mnist5k", run_mnist), ("mnist1d", "mnist1d", run_mnist1d)):
