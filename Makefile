@@ -48,6 +48,10 @@ bench: install
 	$(PY) benchmarks/suite.py
 	$(PY) benchmarks/noise_bias.py
 	$(PY) benchmarks/heldout_sensitivity.py
+	$(PY) benchmarks/passive.py
+	$(PY) benchmarks/realcell.py
+	$(PY) benchmarks/twin.py
+	$(PY) benchmarks/nn.py
 
 # the suite's quick subset (hybridhh.suite.QUICK: about 5 min on 2 cores), written outside
 # the committed results
