@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from hybridhh.analysis.passive import passive_analysis
+from hybridhh.importing import import_recording
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = Path(os.environ.get("HYBRIDHH_REALDATA", HERE.parent.parent / "shared" /
                                    "realdata")) / "abf"
@@ -40,8 +43,6 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the ABF files")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "passive.json")
     args = ap.parse_args(argv)
-    from hybridhh.analysis.passive import passive_analysis
-    from hybridhh.importing import import_recording
 
     rows = []
     for name, amps, readme in CASES:

@@ -24,27 +24,38 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import pospischil  # noqa: E402
-
-import hybridhh as hh  # noqa: E402
-from hybridhh.analysis.features import compare_traces  # noqa: E402
-from hybridhh.analysis.passive import (  # noqa: E402
+import hybridhh as hh
+from hybridhh.analysis.features import compare_traces
+from hybridhh.analysis.passive import (
     correct_series_resistance,
     passive_analysis,
     passive_cell,
 )
-from hybridhh.atomic import atomic_write_text  # noqa: E402
-from hybridhh.fitting.config import FitConfig  # noqa: E402
-from hybridhh.importing import import_recording  # noqa: E402
+from hybridhh.atomic import atomic_write_text
+from hybridhh.fitting.config import FitConfig
+from hybridhh.importing import import_recording
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load_baseline():
+    """The baseline model (``benchmarks/pospischil.py``), loaded from its file: the
+    benchmarks are scripts, not a package."""
+    spec = importlib.util.spec_from_file_location("pospischil", HERE / "pospischil.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclass looks itself up there)
+    spec.loader.exec_module(module)
+    return module
+
+
+pospischil = _load_baseline()
 
 DEFAULT_FILE = HERE.parent.parent / "shared" / "realdata" / "abf" / "171116sh_0018.abf"
 FREE = ("C_total", "g_Na", "g_K", "g_L", "E_Na", "E_K", "E_L")

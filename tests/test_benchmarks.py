@@ -18,7 +18,8 @@ from hybridhh.kinetics import HHKinetics
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-SCRIPTS = ["fit", "suite", "noise_bias", "heldout_sensitivity", "simulate", "results_md"]
+SCRIPTS = ["fit", "suite", "noise_bias", "heldout_sensitivity", "simulate", "results_md",
+           "passive", "realcell", "twin", "nn"]
 
 
 def _load(name: str):
