@@ -290,3 +290,19 @@ def test_cell_bands_cover_the_cell_estimated_from_a_noisy_recording(cell_data):
     assert max(abs(e) for e in errors.values()) > 0  # the noise moved the estimate
     for n in CELL_NAMES:
         assert band["lo"][n] <= truth[n] <= band["hi"][n], (n, errors[n], band["sd"][n])
+
+
+def test_a_cell_parameter_on_its_bound_makes_the_fit_suspect():
+    """A bounded solver stops a hair inside a bound: that is 'on the bound' (no band), and
+    the verdict says which parameters and is at least suspect."""
+    from hybridhh.fitting.bands import CellBand
+    from hybridhh.fitting.quality import _cell, _reason, verdict_of
+
+    bounds = {"C_total": (248.0, 558.0), "g_K": (0.5, 200.0), "E_L": (-100.0, -30.0)}
+    band = CellBand(("C_total", "g_K", "E_L"),
+                    {"C_total": 248.0 + 1e-9, "g_K": 199.99999999999997, "E_L": -58.6}, bounds)
+    assert band.names == ("E_L",) and band.at_bound == ("C_total", "g_K")
+    check = _cell({"cell": {"at_bound": list(band.at_bound)}})
+    assert verdict_of({"cell": check}) == "suspect"
+    assert "C_total, g_K ended on their bounds" in _reason("cell", check)
+    assert _cell({"cell": {"at_bound": []}}) is None and _cell(None) is None

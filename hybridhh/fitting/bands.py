@@ -183,8 +183,13 @@ class CellBand:
     (the data hold the fitted cell, so the charge scale is 1 there)."""
 
     def __init__(self, free, values: dict, bounds: dict):
-        #: the free parameters not at a bound: a parameter at its bound has no band
-        self.names = tuple(n for n in free if bounds[n][0] < values[n] < bounds[n][1])
+        #: the free parameters not at a bound (within 1e-6 of the bounds' span: a bounded
+        #: solver stops a hair inside): a parameter at its bound has no band
+        def inside(n):
+            lo, hi = bounds[n]
+            return min(values[n] - lo, hi - values[n]) > 1e-6 * (hi - lo)
+
+        self.names = tuple(n for n in free if inside(n))
         self.at_bound = tuple(n for n in free if n not in self.names)
         self.values = dict(values)
         self.bounds = dict(bounds)

@@ -115,7 +115,21 @@ ADVICE = {
               "teacher model that does not free-run",
     "bands": "record more varied stimuli (steps from rest and from hyperpolarised "
              "prepulses, at several amplitudes): the data do not pin the rates",
+    "cell": "fix what you know of the cell (hybridhh import --known NAME=VALUE), widen the "
+            "bounds only where they are wrong, and record richer stimuli: a cell parameter "
+            "on its bound means the model could not explain the data within physiology",
 }
+
+
+def _cell(bands) -> dict | None:
+    """The check of an estimated cell: ``suspect`` where a parameter ended on its bound
+    (``bands["cell"]["at_bound"]``, :class:`hybridhh.fitting.bands.CellBand`); None
+    where no cell was estimated or none is on a bound."""
+    on_bound = list(((bands or {}).get("cell") or {}).get("at_bound") or ())
+    if not on_bound:
+        return None
+    return {"value": float(len(on_bound)), "limit": 0.0, "fail_limit": None, "passed": False,
+            "outcome": "suspect", "at_bound": on_bound, "unit": "cell parameters on a bound"}
 
 
 def _check(value, limit, fail_limit=None, **info) -> dict:
@@ -342,6 +356,9 @@ def _reason(name: str, c: dict) -> str:
                    "into divergence")
                 + f" than the kept neural-ODE model ({c['final']:.3g} mV): stage 1 likely "
                 "ended in a wrong basin")
+    if name == "cell":
+        return (f"the estimated cell parameter(s) {', '.join(c['at_bound'])} ended on their "
+                "bounds: the fit needed values outside physiology to explain the data")
     if name == "bands":
         return ("the error bands are wide over the visited range (median tau width "
                 + ", ".join(f"{g} {w:.2g}" for g, w in c["tau_width"].items())
@@ -396,6 +413,9 @@ def assess(*, model, train: TraceData, held: TraceData | None, heldout: dict, hi
     band = _bands(bands, train.voltage_range())
     if band is not None:
         checks["bands"] = band
+    cell = _cell(bands)
+    if cell is not None:
+        checks["cell"] = cell
     verdict = verdict_of(checks)
     order = sorted((n for n, c in checks.items() if c["outcome"] != "ok"),
                    key=lambda n: -VERDICTS.index(checks[n]["outcome"]))
