@@ -15,6 +15,10 @@ biophysics the run was fitted with (``config.json``, ``data.biophysics``; no
 ``C_total``). A current in pA becomes a density by I[µA/cm²] = I[pA] / C_total[pF]
 (the convention C_m = 1 µF/cm²: pA/pF = µA/µF), so a recording in pA needs a run that
 knows C_total.
+
+A prediction inherits the fit's quality verdict (``result.json`` ``"quality"``,
+:mod:`hybridhh.fitting.quality`): a ``suspect`` or ``failed`` fit adds a note naming the run,
+the verdict and its first reason, and the prediction's description records the verdict.
 """
 
 from __future__ import annotations
@@ -57,12 +61,16 @@ class FittedCell:
         Where the numbers come from: ``"result.json"`` (the fit's cell, estimated where
         the fit freed them) or ``"config.json"`` (the biophysics the run was fitted with).
     run_dir : Path
+    quality : dict or None
+        The fit's quality verdict (``result.json`` ``"quality"``: ``verdict``, ``reasons``,
+        ...); None for a run saved before the verdict existed or without a result.json.
     """
 
     biophysics: Biophysics
     C_total: float | None
     source: str
     run_dir: Path
+    quality: dict | None = None
 
     def as_dict(self) -> dict:
         """``{C_m, g_Na, ..., temperature, C_total, source}`` (units as the attributes)."""
@@ -95,15 +103,17 @@ def fitted_cell(run_dir) -> FittedCell:
 
     ``result.json`` ``"biophysics"`` when present (and its ``C_total``, pF), else
     ``config.json`` ``data.biophysics`` with ``C_total`` None. Raises
-    :class:`RunDirError` naming the file and field when neither is usable.
+    :class:`RunDirError` naming the file and field when neither is usable. ``quality`` is
+    ``result.json`` ``"quality"`` (None without one).
     """
     from .fitting import rundir as rd
 
     run_dir = rd.check_run_dir(run_dir, need=(rd.CONFIG,))
-    saved, source = None, None
+    saved, source, quality = None, None, None
     if (run_dir / rd.RESULT).is_file():
-        saved = rd.load_json(run_dir / rd.RESULT).get("biophysics")
-        source = rd.RESULT
+        result = rd.load_json(run_dir / rd.RESULT)
+        saved, source = result.get("biophysics"), rd.RESULT
+        quality = _quality(result.get("quality"), run_dir / rd.RESULT)
     if not saved:
         saved = (rd.load_json(run_dir / rd.CONFIG).get("data") or {}).get("biophysics")
         source = rd.CONFIG
@@ -123,7 +133,52 @@ def fitted_cell(run_dir) -> FittedCell:
             raise RunDirError(f"{path}: biophysics.C_total must be a finite number > 0 pF, "
                               f"got {c_total!r}")
         c_total = float(c_total)
-    return FittedCell(bio, c_total, source, run_dir)
+    return FittedCell(bio, c_total, source, run_dir, quality)
+
+
+def _quality(quality, path) -> dict | None:
+    """``result.json``'s ``"quality"`` (None when absent), its verdict checked."""
+    from .fitting.quality import VERDICTS
+
+    if quality is None:
+        return None
+    verdict = quality.get("verdict") if isinstance(quality, dict) else None
+    if verdict not in VERDICTS:
+        raise RunDirError(f"{path}: quality.verdict must be one of {', '.join(VERDICTS)}, "
+                          f"got {verdict!r}")
+    return quality
+
+
+def _verdict_note(cell: FittedCell) -> str | None:
+    """The note for a prediction from a ``suspect`` or ``failed`` fit (None otherwise)."""
+    from .fitting.rundir import RESULT
+
+    quality = cell.quality
+    if not quality or quality["verdict"] == "ok":
+        return None
+    verdict = quality["verdict"]
+    reasons = [str(r) for r in quality.get("reasons") or ()]
+    why = ""
+    if reasons:
+        more = (f"; {len(reasons) - 1} more reason(s) in {cell.run_dir / RESULT} "
+                "\"quality\"") if len(reasons) > 1 else ""
+        why = f" ({reasons[0]}{more})"
+    inherits = ("do not trust this prediction" if verdict == "failed"
+                else "treat this prediction with care")
+    return (f"run {cell.run_dir}: the fit was judged {verdict.upper()}{why}; the prediction "
+            f"inherits it: {inherits}")
+
+
+def _verdict_text(cell: FittedCell) -> str:
+    """The fit's verdict for the prediction's description."""
+    from .fitting.rundir import RESULT
+
+    if cell.quality:
+        verdict = cell.quality["verdict"]
+        return verdict if verdict == "ok" else verdict.upper()
+    if (cell.run_dir / RESULT).is_file():
+        return "not assessed (saved before verdicts existed)"
+    return "not assessed (no result.json)"
 
 
 def cell_trace_data(cell: FittedCell, rec, dtype=None):
@@ -200,8 +255,9 @@ def predict(run_dir, data, *, out=None, method: str = "rk4", warnings: list | No
         Integrator at the data's step (default ``"rk4"``, as :func:`hybridhh.compare`;
         ``"exp_euler"`` where RK4 diverges, with a note).
     warnings
-        A list to collect notes in (an integrator fallback, a temperature other than the
-        fit's); None: they are issued as :class:`UserWarning`.
+        A list to collect notes in (a fit judged ``suspect`` or ``failed``, an integrator
+        fallback, a temperature other than the fit's); None: they are issued as
+        :class:`UserWarning`.
     model
         The run's model, when already loaded (else :func:`hybridhh.fitting.load_model`).
 
@@ -210,12 +266,13 @@ def predict(run_dir, data, *, out=None, method: str = "rk4", warnings: list | No
     Recording
         The data's time (ms), current (its units) and trace names, the predicted V (mV),
         the fitted cell's biophysics, no truth, ``source`` ``"hybridhh predict"`` and a
-        description saying what made it.
+        description saying what made it, ending with the fit's quality verdict.
 
     Raises
     ------
     RunDirError
-        For a missing or unfinished run directory.
+        For a missing or unfinished run directory (or a result.json whose quality has no
+        known verdict).
     RecordingError
         For a file that is not a recording (naming the file and field).
     ConfigError
@@ -253,6 +310,9 @@ def predict_cell(model, cell: FittedCell, rec, *, method: str = "rk4",
     run_dir = cell.run_dir
     where = rec.path or "<recording>"
     traces = cell_trace_data(cell, rec)
+    verdict_note = _verdict_note(cell)
+    if verdict_note is not None:
+        _note(verdict_note, warnings)
     if rec.temperature_known and abs(rec.biophysics.temperature - cell.biophysics.temperature
                                      ) > TEMPERATURE_TOLERANCE:
         _note(f"{where} states {rec.biophysics.temperature:g} °C and run {run_dir} was fitted "
@@ -265,7 +325,8 @@ def predict_cell(model, cell: FittedCell, rec, *, method: str = "rk4",
                    f"parameters from {cell.source}{c_text}) driven by the injected current of "
                    f"{where}, {used} at its step {rec.dt:g} ms from its first sample (V0 the "
                    "recorded V[0], steady-state gates there); V is the prediction, the current "
-                   "the data's, in the data's units")
+                   f"the data's, in the data's units; the fit's quality verdict: "
+                   f"{_verdict_text(cell)}")
     changes = dict(voltage=traj.V.detach().cpu().numpy().astype(np.float64), truth=None,
                    noise_sigma=None, noise_seed=None, biophysics=cell.biophysics,
                    source="hybridhh predict", description=description, path=None,

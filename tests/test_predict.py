@@ -36,17 +36,28 @@ def other(tmp_path_factory):
                                                           [8.0, -4.0], start=5.0)))
 
 
-def _run_copy(run, tmp_path, biophysics="keep"):
-    """A copy of the run directory whose result.json "biophysics" is changed."""
+def _run_copy(run, tmp_path, biophysics="keep", quality="keep"):
+    """A copy of the run directory whose result.json "biophysics" and "quality" are changed
+    (None: removed)."""
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("compare", "report.html"))
     res = json.loads((copy / "result.json").read_text())
-    if biophysics is None:
-        res.pop("biophysics", None)
-    elif biophysics != "keep":
-        res["biophysics"] = biophysics
+    for key, value in (("biophysics", biophysics), ("quality", quality)):
+        if value is None:
+            res.pop(key, None)
+        elif value != "keep":
+            res[key] = value
     (copy / "result.json").write_text(json.dumps(res))
     return copy
+
+
+def _quality(verdict, reasons=()):
+    """A result.json "quality" entry with ``verdict`` and ``reasons``."""
+    return {"verdict": verdict, "reasons": list(reasons), "advice": [], "checks": {}}
+
+
+FAILED = _quality("failed", ["the free run is 12.3 mV RMS from the recording",
+                             "the error bands are wide"])
 
 
 def test_predict_on_the_training_stimuli_is_the_fits_own_free_run(fitted):
@@ -142,21 +153,78 @@ def test_bad_inputs(fitted, tmp_path, capsys):
 
 def test_cli_predict(fitted, other, tmp_path, capsys):
     _, _, run = fitted
+    ok = _run_copy(run, tmp_path / "ok", quality=_quality("ok"))
     out = tmp_path / "pred.h5"
-    assert main(["predict", str(run), "--stimulus-from", str(other), "--out", str(out),
+    assert main(["predict", str(ok), "--stimulus-from", str(other), "--out", str(out),
                  "-q"]) == 0
-    assert capsys.readouterr().out.strip() == str(out)
-    np.testing.assert_array_equal(read_recording(out).voltage, predict(run, other).voltage)
+    io = capsys.readouterr()
+    assert io.out.strip() == str(out) and "warning:" not in io.err
+    np.testing.assert_array_equal(read_recording(out).voltage, predict(ok, other).voltage)
+    # a failed fit: a warning on stderr (also under -q), and the file records the verdict
+    bad = _run_copy(run, tmp_path / "bad", quality=FAILED)
+    assert main(["predict", str(bad), "--stimulus-from", str(other), "--out", str(out),
+                 "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: run {bad}: the fit was judged FAILED" in err
+    assert "do not trust this prediction" in err
+    assert read_recording(out).description.endswith("the fit's quality verdict: FAILED")
+
+
+def test_a_suspect_or_failed_fit_is_noted_and_recorded(fitted, other, tmp_path):
+    _, _, run = fitted
+    # the fixture's own verdict (a tiny fit): its first reason is named
+    res = json.loads((run / "result.json").read_text())
+    assert fitted_cell(run).quality == res["quality"]
+    notes = []
+    predict(run, other, warnings=notes)
+    if res["quality"]["verdict"] != "ok":
+        assert len(notes) == 1 and res["quality"]["reasons"][0] in notes[0]
+    # failed: the run, FAILED, the first reason and how many more; the description too
+    bad = _run_copy(run, tmp_path / "failed", quality=FAILED)
+    notes = []
+    out = tmp_path / "pred.h5"
+    pred = predict(bad, other, out=out, warnings=notes)
+    assert notes == [f"run {bad}: the fit was judged FAILED (the free run is 12.3 mV RMS "
+                     f"from the recording; 1 more reason(s) in {bad / 'result.json'} "
+                     "\"quality\"); the prediction inherits it: do not trust this prediction"]
+    assert pred.description.endswith("; the fit's quality verdict: FAILED")
+    assert read_recording(out).description == pred.description
+    with pytest.warns(UserWarning, match=f"run {bad}: the fit was judged FAILED"):
+        predict(bad, other)
+    # suspect: noted with care, one reason
+    odd = _run_copy(run, tmp_path / "suspect", quality=_quality("suspect", ["cell at bound"]))
+    notes = []
+    pred = predict(odd, other, warnings=notes)
+    assert len(notes) == 1 and "judged SUSPECT (cell at bound)" in notes[0]
+    assert notes[0].endswith("inherits it: treat this prediction with care")
+    assert "more reason" not in notes[0]
+    assert pred.description.endswith("the fit's quality verdict: SUSPECT")
+    # ok, and a run saved before verdicts existed: no note, the description says which
+    for quality, text in ((_quality("ok"), "ok"),
+                          (None, "not assessed (saved before verdicts existed)")):
+        copy = _run_copy(run, tmp_path / str(quality is None), quality=quality)
+        notes = []
+        pred = predict(copy, other, warnings=notes)
+        assert notes == [] and pred.description.endswith(f"the fit's quality verdict: {text}")
+        assert fitted_cell(copy).quality == quality
+    # a quality without a known verdict is an error naming the file
+    broken = _run_copy(run, tmp_path / "broken", quality={"verdict": "great"})
+    with pytest.raises(RunDirError, match=r"result\.json: quality\.verdict .* 'great'"):
+        predict(broken, other)
 
 
 def test_compare_data_on_another_recording(fitted, other, tmp_path, capsys):
     from hybridhh.report import write_report
 
     _, rec_path, run = fitted
-    copy = _run_copy(run, tmp_path)
+    copy = _run_copy(run, tmp_path, quality=FAILED)
     # the CLI: --data with another recording is the data to predict
     assert main(["compare", str(copy), "--data", str(other), "-q"]) == 0
     m = json.loads((copy / "compare" / COMPARE_JSON).read_text())
+    # the prediction inherits the fit's verdict: a warning, printed (also under -q)
+    note = [w for w in m["warnings"] if "judged FAILED" in w]
+    assert len(note) == 1 and note[0].startswith(f"run {copy}: ")
+    assert f"warning: {note[0]}" in capsys.readouterr().err
     d = m["data"]
     assert d["other"] and d["recording"] == str(other) and d["efel"]
     assert [r["name"] for r in d["per_trace"]] == ["step_8", "step_-4"]
@@ -201,11 +269,12 @@ def test_compare_without_a_truth_measures_the_fitted_traces(fitted, tmp_path):
     assert any(line.startswith("predicted vs measured") for line in c.summary_lines())
 
 
-def test_a_diverging_integrator_falls_back_to_exp_euler(fitted, monkeypatch):
+def test_a_diverging_integrator_falls_back_to_exp_euler(fitted, monkeypatch, tmp_path):
     import hybridhh.fitting.freerun as fr
     from hybridhh.errors import SimulationError
 
     _, rec_path, run = fitted
+    run = _run_copy(run, tmp_path, quality=_quality("ok"))  # no verdict note
     real = fr.free_run_trajectory
     euler = predict(run, rec_path, method="exp_euler").voltage
 
