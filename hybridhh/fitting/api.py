@@ -26,7 +26,7 @@ import torch
 from ..analysis.metrics import kinetics_errors, summarize_errors
 from ..errors import ConfigError, RunDirError
 from ..learned import GatePrior, RateMLP
-from . import bands, cellfit, denoise, ode, quality, rundir, teacher
+from . import bands, cellfit, denoise, ode, quality, resample, rundir, teacher
 from .config import FitConfig
 from .constrained import constrained_ranges
 from .data import TraceData, resolve_holdout
@@ -175,11 +175,15 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
         torch.set_num_threads(config.threads)
     recording, passive = cellfit.passive_started(recording)
     data = TraceData.from_recording(recording)
-    c_start, free, bounds = cellfit.recording_cell(recording, data, config.free)
     hold = resolve_holdout(data.names, config.holdout)
-    train = data.select([i for i in range(data.n_traces) if i not in hold])
-    noise = train.noise_estimate()
+    train_idx = [i for i in range(data.n_traces) if i not in hold]
+    noise = data.select(train_idx).noise_estimate()  # on the samples as recorded
     denoising = denoise.runs(noise, config)
+    recorded_dt = data.dt
+    k = 1 if denoising else resample.factor(data.dt, config.interpolate_to)
+    data = resample.interpolate(data, k)
+    c_start, free, bounds = cellfit.recording_cell(recording, data, config.free)
+    train = data.select(train_idx)
     if noise > NOISE_WARNING and not denoising:
         warnings.warn(
             f"estimated measurement noise on V is {noise:.2g} mV and the denoising stage is "
@@ -221,7 +225,8 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
                          "path": (str(recording.path) if getattr(recording, "path", None)
                                   else None),
                          "traces": list(data.names), "holdout": [data.names[i] for i in hold],
-                         "voltage_range": list(vrange), "dt": data.dt,
+                         "voltage_range": list(vrange), "dt": recorded_dt,
+                         "interpolated": {"factor": k, "dt": data.dt},
                          "biophysics": data.bio.as_dict(),
                          "current_units": getattr(recording, "current_units", "uA/cm^2"),
                          "C_total_start": c_start, "free": list(free),

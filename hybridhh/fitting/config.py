@@ -457,6 +457,12 @@ class FitConfig:
         torch intra-op threads (>= 1; None: torch's default).
     checkpoint_every
         Write ``checkpoint_last.pt`` every this many steps (>= 1; and at every phase end).
+    interpolate_to
+        The coarsest sample interval (ms) the fit works at: a clean recording sampled more
+        coarsely (noise below ``denoise.threshold``) is interpolated to it first (V by a
+        cubic spline through the samples, I linearly; :mod:`hybridhh.fitting.resample`), so
+        that teacher forcing can follow a spike within a sample. None: the samples as
+        recorded. Default 0.01 ms.
     free
         Cell parameters to estimate with the kinetics although the recording gives them
         (names from ``C_total, g_Na, E_Na, g_K, E_K, g_L, E_L``; what the recording's
@@ -475,6 +481,7 @@ class FitConfig:
     ode: ODEConfig = field(default_factory=ODEConfig)
     threads: int | None = None
     checkpoint_every: int = 20
+    interpolate_to: float | None = 0.01
     free: tuple = ()
 
     def __post_init__(self):
@@ -487,6 +494,7 @@ class FitConfig:
             "holdout": _holdout,
             "threads": _integer(1, optional=True),
             "checkpoint_every": _integer(1),
+            "interpolate_to": _number(0, strict=True, unit="ms", optional=True),
         })
         _check_free(self)
         for name, typ in _SECTIONS.items():
@@ -532,8 +540,9 @@ class FitConfig:
 
     @classmethod
     def quick(cls, **changes) -> FitConfig:
-        """A tiny configuration for tests and notebooks (seconds, not a converged fit)."""
-        cfg = cls(width=16, prior=PriorConfig(refine_starts=2, refine_iter=30),
+        """A tiny configuration for tests and notebooks (seconds, not a converged fit; the
+        samples as recorded, ``interpolate_to=None``)."""
+        cfg = cls(width=16, interpolate_to=None, prior=PriorConfig(refine_starts=2, refine_iter=30),
                   teacher=TeacherConfig(starts=1, adam_steps=300, gauss_newton=((0.05, 4),),
                                         lbfgs=((0.05, 8), (0.0, 4))),
                   ode=ODEConfig(windows=(1.0,), steps=1, max_windows=32))
