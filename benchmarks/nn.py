@@ -24,7 +24,9 @@ Parts
       (``gradient="sensitivity"``).
     * ``calibrate_hh``: the sigmoid swapped for 100 :class:`HHLayer` units (reference HH
       rates), no retraining; ``hh_refit_output``: the same with the output layer refitted
-      on the frozen HH responses (the HH layer itself untrained).
+      on the frozen HH responses (the HH layer itself untrained); ``trained_hh``: the
+      calibrated HH network trained on with exact gradients (``gradient="sensitivity"``,
+      ``hh_train_epochs`` epochs, seeds ``hh_train_seeds`` only: an epoch costs minutes).
 
 ``mnist1d``  MNIST-1D (``mnist1d.data.make_dataset(get_dataset_args())``, 4000/1000).
 
@@ -36,6 +38,11 @@ Parts
       whose mean ``v`` in 8 windows of 5 time units (256 features) a linear layer reads;
       trained with ``gradient="backprop"`` (exact; the first layer needs the trajectory)
       or ``"surrogate"``, gradient norm clipped at 1.
+
+``mnist1d_static``  The ceiling of a temporal FHN layer: MNIST-1D's CNN (three strided
+    convolutions, 32 channels, 30 epochs) with a static activation: ``cnn_relu``,
+    ``cnn_tanh``, and ``cnn_fhn_fi``, the FHN unit's own f–I curve (what an FHN unit much
+    faster than its input would respond), calibrated to tanh by :func:`calibrate`.
 
 ``cost``  Wall time of one forward + backward pass (batch 128 x 100 units) per mode and the
     process's peak memory growth during it (a fresh subprocess each, ``ru_maxrss``), for
@@ -200,6 +207,14 @@ def run_mnist(seed, cfg, log):
         hh = HHLayer(100, dt=0.05, settle=cfg["hh_settle"], readout=cfg["hh_readout"])
         cal_hh, info = calibrate(mlp, "1", hh, Xtr[:1000], table_points=401, check_points=41)
         record("calibrate_hh", cal_hh, t0=t0, extra={"calibration": info})
+        if cfg["hh_train_epochs"] and seed in cfg["hh_train_seeds"]:
+            # HH units trained on with exact gradients (forward sensitivities), from the
+            # calibrated network: the same recipe as trained_fhn
+            t0 = time.time()
+            trained_hh = _train(copy.deepcopy(cal_hh), Xtr, ytr, cfg["hh_train_epochs"], 1e-3,
+                                seed=seed, log=log)
+            record("trained_hh", trained_hh, t0=t0,
+                   extra={"epochs": cfg["hh_train_epochs"], "gradient": "sensitivity"})
         t0 = time.time()
         with torch.no_grad():
             n_fit = cfg["hh_refit_train"]
@@ -267,6 +282,79 @@ def run_mnist1d(seed, cfg, log):
         r = _acc(_predict(model, Xte).numpy(), yte.numpy())
         r["wall_s"] = round(time.time() - t0, 2)
         r["epochs"] = cfg["fhn1d_epochs"]
+        res[name] = r
+        log(f"  mnist1d seed {seed} {name}: {100 * r['accuracy']:.1f} %, {r['wall_s']} s")
+    return res
+
+
+class TabulatedFHN(nn.Module):
+    """The FHN unit's f–I curve as a static activation: ``scale * F(gain * z + bias) +
+    offset``, ``F`` the mean ``v`` under a constant drive (settle 50, readout 100, dt 0.5)
+    tabulated every 0.005 and interpolated linearly; gain, bias, scale and offset from
+    :func:`hybridhh.nn.calibrate` fitted to ``tanh`` on ``[-3, 3]``. The limit of a
+    temporal FHN layer whose units are much faster than its input."""
+
+    def __init__(self):
+        super().__init__()
+        z = torch.linspace(-3.0, 3.0, 601, dtype=torch.float64)[:, None]
+        _, info = calibrate(nn.Sequential(nn.Identity(), nn.Tanh()), "1",
+                            FHNLayer(1, gradient="surrogate", dtype=torch.float64), z)
+        self.info = {k: info[k] for k in ("gain", "bias", "scale", "offset", "rms", "max")}
+        lo, hi = FHNLayer.drive_range
+        self.lo, self.step = lo, 0.005
+        drive = torch.arange(lo, hi + 1e-9, self.step, dtype=torch.float64)
+        F = FHNLayer(1, dtype=torch.float64).response_curve(drive)
+        self.register_buffer("F", F.float())
+
+    def forward(self, z):
+        i = self.info
+        pos = ((i["gain"] * z + i["bias"] - self.lo) / self.step).clamp(0, len(self.F) - 1.001)
+        k = pos.floor().long()
+        w = pos - k
+        return i["scale"] * (self.F[k] * (1 - w) + self.F[k + 1] * w) + i["offset"]
+
+
+class StaticCNN(nn.Module):
+    """MNIST-1D's CNN (three strided convolutions, 32 channels) with a static activation."""
+
+    def __init__(self, act, channels=32):
+        super().__init__()
+        C = channels
+        self.convs = nn.ModuleList([nn.Conv1d(1, C, 5, stride=2, padding=1),
+                                    nn.Conv1d(C, C, 3, stride=2, padding=1),
+                                    nn.Conv1d(C, C, 3, stride=2, padding=1)])
+        self.act, self.out = act, nn.Linear(5 * C, 10)
+
+    def forward(self, x):
+        h = x[:, None]
+        for conv in self.convs:
+            h = self.act(conv(h))
+        return self.out(h.flatten(1))
+
+
+def run_mnist1d_static(seed, cfg, log):
+    """How far a static activation takes the same CNN: ReLU, tanh, and the FHN unit's own
+    f–I curve calibrated to tanh (the ceiling of a temporal FHN layer)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = seed
+    d = make_dataset(args)
+    f = lambda a: torch.tensor(a, dtype=torch.float32)
+    Xtr, ytr, Xte, yte = f(d["x"]), torch.tensor(d["y"]), f(d["x_test"]), torch.tensor(d["y_test"])
+    mu, sd = Xtr.mean(), Xtr.std()
+    Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+    res = {}
+    fhn = TabulatedFHN()
+    for name, act in (("cnn_relu", torch.relu), ("cnn_tanh", torch.tanh), ("cnn_fhn_fi", fhn)):
+        torch.manual_seed(seed)
+        t0 = time.time()
+        model = StaticCNN(act)
+        _train(model, Xtr, ytr, cfg["static1d_epochs"], 3e-3, seed=seed)
+        r = _acc(_predict(model, Xte).numpy(), yte.numpy())
+        r.update(wall_s=round(time.time() - t0, 2), epochs=cfg["static1d_epochs"])
+        if name == "cnn_fhn_fi":
+            r["calibration"] = fhn.info
         res[name] = r
         log(f"  mnist1d seed {seed} {name}: {100 * r['accuracy']:.1f} %, {r['wall_s']} s")
     return res
@@ -379,8 +467,12 @@ LABELS = {
     "trained_fhn": "ours: calibrated FHN net trained on (sensitivity)",
     "calibrate_hh": "ours: calibrate, HH units, no retraining",
     "hh_refit_output": "ours: calibrated HH units, output layer refitted",
+    "trained_hh": "ours: calibrated HH units trained on (exact gradients, sensitivity)",
     "fhn_exact": "FHN temporal, exact gradients (backprop)",
     "fhn_surrogate": "FHN temporal, surrogate gradients",
+    "cnn_relu": "CNN, ReLU",
+    "cnn_tanh": "CNN, tanh",
+    "cnn_fhn_fi": "CNN, the FHN f–I curve calibrated to tanh (static)",
 }
 
 
@@ -390,7 +482,9 @@ def markdown(result) -> str:
     for ds, title in (("mnist5k", "MNIST-5k (4000/1000, 784-100-10)"),
                       ("mnist1d", "MNIST-1D (4000/1000, temporal mode, two FHN layers)"),
                       ("mnist1d_one_layer", "MNIST-1D, the earlier one-FHN-layer model "
-                       "(see `note` in the JSON)")):
+                       "(see `note` in the JSON)"),
+                      ("mnist1d_static", "MNIST-1D, the same CNN with static activations "
+                       "(the ceiling of a temporal FHN layer)")):
         if ds not in result:
             continue
         lines += [f"**{title}**:", "",
@@ -440,8 +534,8 @@ def main(argv=None):
     p.add_argument("--first-seed", type=int, default=0,
                    help="seeds FIRST..FIRST+N-1 (default 0); with --merge, runs of other "
                         "seeds already in --out are kept")
-    p.add_argument("--parts", nargs="+", default=["mnist", "mnist1d", "cost"],
-                   choices=["mnist", "mnist1d", "cost"])
+    p.add_argument("--parts", nargs="+", default=["mnist", "mnist1d", "mnist1d_static", "cost"],
+                   choices=["mnist", "mnist1d", "mnist1d_static", "cost"])
     p.add_argument("--no-hh", action="store_true", help="skip the HH units on MNIST-5k")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--merge", action="store_true",
@@ -466,12 +560,14 @@ def main(argv=None):
     cfg = dict(mlp_epochs=40, fhn_epochs=10, settle=50.0, readout=100.0,
                paper_gains=[-2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0],
                hh=not a.no_hh, hh_settle=10.0, hh_readout=40.0, hh_refit_train=4000,
-               mlp1d_epochs=100, fhn1d_epochs=20,
+               hh_train_epochs=2, hh_train_seeds=[0],
+               mlp1d_epochs=100, fhn1d_epochs=20, static1d_epochs=30,
                fhn_readouts=[100.0, 400.0], hh_readouts=[20.0, 40.0], cost_batch=128)
     if a.quick:
         cfg.update(mlp_epochs=2, fhn_epochs=1, settle=10.0, readout=20.0,
                    paper_gains=[-1.0, 1.0], hh_settle=2.0, hh_readout=4.0,
-                   hh_refit_train=500, mlp1d_epochs=2, fhn1d_epochs=1,
+                   hh_refit_train=500, hh_train_epochs=1, mlp1d_epochs=2, fhn1d_epochs=1,
+                   static1d_epochs=1,
                    fhn_readouts=[20.0], hh_readouts=[4.0], cost_batch=16)
     log = lambda s: print(s, flush=True)
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -486,7 +582,8 @@ def main(argv=None):
                 result[key] = value
         result["merged_from"] = old.get("date")
     t_all = time.time()
-    for part, key, fn in (("mnist", "mnist5k", run_mnist), ("mnist1d", "mnist1d", run_mnist1d)):
+    for part, key, fn in (("mnist", "mnist5k", run_mnist), ("mnist1d", "mnist1d", run_mnist1d),
+                          ("mnist1d_static", "mnist1d_static", run_mnist1d_static)):
         if part not in a.parts:
             continue
         runs = [dict(fn(s, cfg, log), seed=s) for s in seeds]
@@ -499,7 +596,7 @@ def main(argv=None):
         result["cost"] = run_cost(cfg, log)
     result["wall_s"] = round(time.time() - t_all, 1)
     print(f"\n{'dataset':9} {'method':18} {'accuracy %':>24} {'worst class %':>14} {'wall s':>8}")
-    for ds in ("mnist5k", "mnist1d"):
+    for ds in ("mnist5k", "mnist1d", "mnist1d_static"):
         for method, s in result.get(ds, {}).get("summary", {}).items():
             accs = " ".join(f"{100 * v:.1f}" for v in s["accuracy"])
             print(f"{ds:9} {method:18} {accs:>24} {100 * min(s['class_min']):>14.1f} "

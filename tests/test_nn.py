@@ -357,8 +357,10 @@ def test_benchmark_quick_run(tmp_path):
                    capture_output=True, timeout=600)
     res = json.loads(out.read_text())
     assert set(res["mnist5k"]["summary"]) >= {"mlp", "paper_dropin", "paper_surrogate",
-                                              "calibrate_fhn", "trained_fhn", "calibrate_hh"}
+                                              "calibrate_fhn", "trained_fhn", "calibrate_hh",
+                                              "trained_hh"}
     assert set(res["mnist1d"]["summary"]) == {"mlp", "fhn_exact", "fhn_surrogate"}
+    assert set(res["mnist1d_static"]["summary"]) == {"cnn_relu", "cnn_tanh", "cnn_fhn_fi"}
     assert {r["mode"] for r in res["cost"]} == {"backprop", "backprop_one_chunk",
                                                 "sensitivity", "surrogate"}
 
