@@ -62,6 +62,21 @@ def band_coverage(result, truth) -> dict | None:
     return cov(bands, truth, *result.voltage_range)
 
 
+def _commit() -> str | None:
+    """The repository's commit (``+dirty`` with uncommitted changes), None outside git."""
+    import subprocess
+
+    here = Path(__file__).parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, text=True,
+                             capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, text=True, capture_output=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
 def run(case, cfg: FitConfig) -> dict:
     t0 = time.perf_counter()
     train, test = make_case(case)
@@ -73,7 +88,8 @@ def run(case, cfg: FitConfig) -> dict:
     ev = evaluate(res, test, truth)
     row = {"case": case.name, "data": case.as_dict(), "samples": case.samples,
            "wall": wall, "simulate": made, "threads": torch.get_num_threads(),
-           "seed": cfg.seed, "summary": ev["summary"], "errors": ev["errors"],
+           "seed": cfg.seed, "commit": _commit(), "summary": ev["summary"],
+           "errors": ev["errors"],
            "heldout_rmse": ev["heldout_rmse"], "spikes_model": ev["spikes_model"],
            "spikes_true": ev["spikes_true"], "spike_threshold": ev["spike_threshold"],
            "fit_heldout": res.heldout_rmse,

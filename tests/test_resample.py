@@ -109,3 +109,23 @@ def test_the_fit_interpolates_clean_recordings_only_and_says_so(tmp_path, noise,
     assert data["interpolated"]["factor"] == k
     assert data["interpolated"]["dt"] == pytest.approx(0.025 / k)
     assert res.model is not None
+
+
+def test_the_bands_bias_term_compares_with_the_recording_twice_as_coarse():
+    """For an interpolated fit the bands' step shift re-samples the *recording* (every
+    other recorded sample, interpolated back to the fit's grid), not the fine grid."""
+    from hybridhh.fitting.bands import _coarser
+
+    f = lambda t: np.sin(0.7 * t)
+    data, t = _data(f, np.cos, 0.1)
+    fine = interpolate(data, 5)
+    plain = _coarser(data)
+    assert plain.dt == pytest.approx(0.2)
+    np.testing.assert_array_equal(plain.V.numpy(), data.V[:, ::2].numpy())
+    coarse = _coarser(fine, 5)
+    assert coarse.dt == pytest.approx(fine.dt)
+    np.testing.assert_array_equal(coarse.V[:, ::10].numpy(), data.V[:, ::2].numpy())
+    # the spline through every other recorded sample differs from the fine data between them
+    n = coarse.V.shape[1]
+    gap = float((coarse.V - fine.V[:, :n]).abs().max())
+    assert 1e-6 < gap < 1e-2, gap

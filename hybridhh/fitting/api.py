@@ -289,7 +289,7 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
                  if cell is not None else None)
     band = bands.fit_bands(model, along, step=step, adaptive=t.adaptive,
                            node_step=t.gn_node_step, smoothness=t.gn_smoothness, noise=noise,
-                           cell=cell_band)
+                           cell=cell_band, interpolated=k)
     verdict = quality.assess(model=model, train=train, held=held, heldout=heldout,
                              history=history, noise=noise, bands=band, config=config,
                              context=context, teacher_model=teacher_model)
