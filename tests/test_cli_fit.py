@@ -160,3 +160,23 @@ def test_rates_of_an_unfinished_run_use_the_best_checkpoint(tiny_run, tmp_path, 
     assert set(table) >= {"V", "alpha_m", "beta_n"} and (table["alpha_m"] > 0).all()
     (cut / "checkpoint_best.pt").unlink()  # nothing left to show
     assert "error: " in error_line(capsys, ["rates", str(cut)])
+
+
+def test_the_cli_says_when_the_fit_ran_on_an_interpolated_recording(tmp_path, capsys):
+    import json
+
+    from hybridhh.cli._args import set_quiet
+    from hybridhh.cli.fit import _say_interpolated
+
+    set_quiet(False)
+    run = tmp_path / "run"
+    run.mkdir()
+    for k, said in ((5, True), (1, False)):
+        (run / "config.json").write_text(json.dumps(
+            {"data": {"dt": 0.05, "interpolated": {"factor": k, "dt": 0.05 / k}}}))
+        _say_interpolated(run)
+        out = capsys.readouterr().err
+        assert ("interpolated to 0.01 ms (x5" in out) is said, out
+    (run / "config.json").write_text(json.dumps({"data": {"dt": 0.05}}))  # an older run
+    _say_interpolated(run)
+    assert capsys.readouterr().err == ""

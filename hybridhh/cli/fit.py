@@ -206,6 +206,19 @@ def config_from_args(args):
     return _updated(cfg, list(args.set), "--set " + " ".join(args.set))
 
 
+def _say_interpolated(run_dir) -> None:
+    """One line when the fit ran on the recording interpolated to a finer grid."""
+    try:
+        data = json.loads((Path(run_dir) / "config.json").read_text())["data"]
+    except (OSError, KeyError, ValueError):
+        return
+    k = (data.get("interpolated") or {}).get("factor", 1)
+    if k > 1:
+        say(f"sampled every {data['dt']:g} ms: fitted on V interpolated to "
+            f"{data['interpolated']['dt']:.4g} ms (x{k}, cubic spline through the samples; "
+            "--set interpolate_to=null fits the samples as recorded)")
+
+
 @command("fit", "learn the six rate functions from a recording (neural ODE)", _fit_arguments)
 def cmd_fit(args) -> int:
     from ..recording import read_recording
@@ -217,6 +230,7 @@ def cmd_fit(args) -> int:
     res = fit(rec, cfg, run_dir=args.out, resume=args.resume, quiet=args.quiet)
     lo, hi = res.voltage_range
     say(f"done in {res.elapsed:.1f} s; V visited {lo:.1f} .. {hi:.1f} mV (1st-99th percentile)")
+    _say_interpolated(args.out)
     _say_constrained(res)
     _say_cell(res)
     if res.heldout_rmse:
