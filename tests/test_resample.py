@@ -29,6 +29,12 @@ def test_factor_is_the_smallest_whole_refinement_reaching_the_target(dt, target,
         assert dt / k <= target * (1 + 1e-12) < dt / (k - 1)
 
 
+@pytest.mark.parametrize(("samples", "k"), [(18_009, 5), (36_009 * 2, 2), (100_000, 2),
+                                             (100_001, 1), (700_000, 1)])
+def test_a_long_recording_is_interpolated_by_less_or_not_at_all(samples, k):
+    assert factor(0.05, 0.01, samples, 200_000) == k
+
+
 def _data(f, g, dt, T=20.0):
     t = np.arange(0.0, T + dt / 2, dt)
     return TraceData.from_arrays(t, np.stack([f(t), f(t + 1.0)]), np.stack([g(t), g(t)]),
@@ -80,6 +86,8 @@ def test_a_spike_sampled_at_005_ms_is_reconstructed_to_a_few_hundredths_of_a_mV(
 def test_interpolate_to_is_checked():
     with pytest.raises(ConfigError, match="interpolate_to"):
         FitConfig(interpolate_to=0.0)
+    with pytest.raises(ConfigError, match="interpolate_budget"):
+        FitConfig(interpolate_budget=0)
     assert FitConfig().interpolate_to == 0.01
     assert FitConfig.quick().interpolate_to is None
     assert FitConfig.from_dict(FitConfig(interpolate_to=0.02).to_dict()).interpolate_to == 0.02

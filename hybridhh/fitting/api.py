@@ -180,7 +180,8 @@ def fit(recording, config: FitConfig | None = None, *, run_dir=None, resume: boo
     noise = data.select(train_idx).noise_estimate()  # on the samples as recorded
     denoising = denoise.runs(noise, config)
     recorded_dt = data.dt
-    k = 1 if denoising else resample.factor(data.dt, config.interpolate_to)
+    k = 1 if denoising else resample.factor(data.dt, config.interpolate_to, data.V.numel(),
+                                            config.interpolate_budget)
     data = resample.interpolate(data, k)
     c_start, free, bounds = cellfit.recording_cell(recording, data, config.free)
     train = data.select(train_idx)

@@ -463,6 +463,10 @@ class FitConfig:
         cubic spline through the samples, I linearly; :mod:`hybridhh.fitting.resample`), so
         that teacher forcing can follow a spike within a sample. None: the samples as
         recorded. Default 0.01 ms.
+    interpolate_budget
+        At most this many samples (all traces) after interpolation (>= 1): a longer
+        recording is interpolated by less, or not at all, so that the fit's cost stays that
+        of ~2·10⁵ samples. Default 200000.
     free
         Cell parameters to estimate with the kinetics although the recording gives them
         (names from ``C_total, g_Na, E_Na, g_K, E_K, g_L, E_L``; what the recording's
@@ -482,6 +486,7 @@ class FitConfig:
     threads: int | None = None
     checkpoint_every: int = 20
     interpolate_to: float | None = 0.01
+    interpolate_budget: int = 200_000
     free: tuple = ()
 
     def __post_init__(self):
@@ -495,6 +500,7 @@ class FitConfig:
             "threads": _integer(1, optional=True),
             "checkpoint_every": _integer(1),
             "interpolate_to": _number(0, strict=True, unit="ms", optional=True),
+            "interpolate_budget": _integer(1),
         })
         _check_free(self)
         for name, typ in _SECTIONS.items():

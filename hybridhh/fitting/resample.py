@@ -11,6 +11,12 @@ adaptive teacher-forcing steps (:func:`~hybridhh.fitting.teacher.adaptive_sample
 follow the spike inside a sample. The current is interpolated linearly, as NEURON's
 ``Vector.play(..., continuous=1)`` plays it.
 
+The cost grows with the samples (suite, one thread: 10⁵ samples after interpolation
+~130 s, 3–4·10⁵ ~300–360 s, 7·10⁵ ~615 s), so at most
+:attr:`~hybridhh.fitting.FitConfig.interpolate_budget` samples (2·10⁵, all traces) are
+made: a longer recording is interpolated by less, and one of 10⁵ samples or more not at
+all.
+
 Only a clean recording is interpolated: a spline through noisy samples passes through the
 noise, whose interpolated values are correlated, and stage 1b (:mod:`.denoise`) models the
 samples as independent. The noise SD is estimated on the samples as recorded.
@@ -29,12 +35,18 @@ from .data import TraceData
 __all__ = ["factor", "interpolate"]
 
 
-def factor(dt: float, target: float | None) -> int:
+def factor(dt: float, target: float | None, samples: int | None = None,
+           budget: int | None = None) -> int:
     """Samples per recorded sample after interpolation: the smallest whole ``k`` with
-    ``dt / k <= target`` (1: no interpolation, for ``target`` None or ``dt <= target``)."""
+    ``dt / k <= target`` (1: no interpolation, for ``target`` None or ``dt <= target``),
+    and at most ``budget // samples`` when both are given (``samples``: the recording's,
+    all traces): a long recording is interpolated by less, or not at all."""
     if target is None or dt <= target * (1 + 1e-9):
         return 1
-    return int(math.ceil(dt / target - 1e-9))
+    k = int(math.ceil(dt / target - 1e-9))
+    if samples and budget is not None:
+        k = min(k, max(1, budget // samples))
+    return k
 
 
 def interpolate(data: TraceData, k: int) -> TraceData:
