@@ -345,6 +345,16 @@ def suite_checks(rows: list[dict]) -> list[str]:
             f"{100 * COVERAGE_TARGET:g} % of the visited voltages."]
 
 
+def _commits(rows: list[dict]) -> str:
+    """The sentence naming the commits the rows were measured at (older rows have none)."""
+    seen: dict = {}
+    for r in rows:
+        seen[r.get("commit") or "unrecorded"] = seen.get(r.get("commit") or "unrecorded", 0) + 1
+    if list(seen) == ["unrecorded"]:
+        return ""
+    return " Rows measured at commit " + ", ".join(f"`{c}` ({n})" for c, n in seen.items()) + "."
+
+
 def section_suite(data: dict) -> str:
     rows = data["rows"]
     m = data.get("machine", {})
@@ -356,7 +366,8 @@ def section_suite(data: dict) -> str:
            "",
            f"Machine: {m.get('cpus', '?')} CPU cores, {m.get('torch_threads', '?')} torch "
            f"threads, torch {m.get('torch', '?')} (`{m.get('platform', '?')}`). "
-           f"Config changes of the run (`--set`): {json.dumps(data.get('set') or {})}.", "",
+           f"Config changes of the run (`--set`): {json.dumps(data.get('set') or {})}."
+           + _commits(made), "",
            "Recordings made by NEURON's `hh` (`hybridhh.suite`: NEURON's fixed step at "
            f"{substeps} of the sample interval, exact rates, V recorded at every sample, "
            "Gaussian noise added after), each fitted with the default `FitConfig` (with the "

@@ -77,6 +77,10 @@ def _commit() -> str | None:
     return sha + ("+dirty" if dirty else "")
 
 
+#: the commit the code of this process was read at (HEAD may move while the suite runs)
+COMMIT = _commit()
+
+
 def run(case, cfg: FitConfig) -> dict:
     t0 = time.perf_counter()
     train, test = make_case(case)
@@ -88,7 +92,7 @@ def run(case, cfg: FitConfig) -> dict:
     ev = evaluate(res, test, truth)
     row = {"case": case.name, "data": case.as_dict(), "samples": case.samples,
            "wall": wall, "simulate": made, "threads": torch.get_num_threads(),
-           "seed": cfg.seed, "commit": _commit(), "summary": ev["summary"],
+           "seed": cfg.seed, "commit": COMMIT, "summary": ev["summary"],
            "errors": ev["errors"],
            "heldout_rmse": ev["heldout_rmse"], "spikes_model": ev["spikes_model"],
            "spikes_true": ev["spikes_true"], "spike_threshold": ev["spike_threshold"],
