@@ -255,7 +255,8 @@ class TemporalFHN(nn.Module):
         return self.out(self.fhn2(I2).flatten(1))
 
 
-def run_mnist1d(seed, cfg, log):
+def mnist1d_split(seed):
+    """MNIST-1D generated locally (4000/1000), standardised by the training set's mean/SD."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
@@ -264,7 +265,11 @@ def run_mnist1d(seed, cfg, log):
     f = lambda a: torch.tensor(a, dtype=torch.float32)
     Xtr, ytr, Xte, yte = f(d["x"]), torch.tensor(d["y"]), f(d["x_test"]), torch.tensor(d["y_test"])
     mu, sd = Xtr.mean(), Xtr.std()
-    Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+    return (Xtr - mu) / sd, ytr, (Xte - mu) / sd, yte
+
+
+def run_mnist1d(seed, cfg, log):
+    Xtr, ytr, Xte, yte = mnist1d_split(seed)
     res = {}
     torch.manual_seed(seed)
     t0 = time.time()
@@ -335,15 +340,7 @@ class StaticCNN(nn.Module):
 def run_mnist1d_static(seed, cfg, log):
     """How far a static activation takes the same CNN: ReLU, tanh, and the FHN unit's own
     f–I curve calibrated to tanh (the ceiling of a temporal FHN layer)."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    args.seed = seed
-    d = make_dataset(args)
-    f = lambda a: torch.tensor(a, dtype=torch.float32)
-    Xtr, ytr, Xte, yte = f(d["x"]), torch.tensor(d["y"]), f(d["x_test"]), torch.tensor(d["y_test"])
-    mu, sd = Xtr.mean(), Xtr.std()
-    Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+    Xtr, ytr, Xte, yte = mnist1d_split(seed)
     res = {}
     fhn = TabulatedFHN()
     for name, act in (("cnn_relu", torch.relu), ("cnn_tanh", torch.tanh), ("cnn_fhn_fi", fhn)):

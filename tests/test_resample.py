@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_fitting_regression import _recording  # 4 traces x 20 ms at 0.025 ms
 
 from hybridhh.biophysics import Biophysics
 from hybridhh.errors import ConfigError
 from hybridhh.fitting import FitConfig, fit
 from hybridhh.fitting.data import TraceData
 from hybridhh.fitting.resample import factor, interpolate
-from hybridhh.protocols import Stimulus, ou_noise, steps, time_grid
-from hybridhh.recording import simulate_recording
+from hybridhh.protocols import steps, time_grid
 from hybridhh.simulation import simulate
 
 
@@ -91,19 +91,6 @@ def test_interpolate_to_is_checked():
     assert FitConfig().interpolate_to == 0.01
     assert FitConfig.quick().interpolate_to is None
     assert FitConfig.from_dict(FitConfig(interpolate_to=0.02).to_dict()).interpolate_to == 0.02
-
-
-def _recording(noise=0.0):
-    t = time_grid(20.0, 0.025)
-    stim = Stimulus.concat([steps(t, [3.0, 10.0, 30.0], start=2.0),
-                            ou_noise(t, 3.0, 10.0, 2.0, seed=3, n=1)])
-    rec = simulate_recording(stim, Biophysics.standard("modern"), method="rk4")
-    if noise:
-        import dataclasses
-
-        V = rec.voltage + np.random.default_rng(1).normal(0.0, noise, rec.voltage.shape)
-        rec = dataclasses.replace(rec, voltage=V)
-    return rec
 
 
 @pytest.mark.parametrize(("noise", "k"), [(0.0, 3), (1.0, 1)])
