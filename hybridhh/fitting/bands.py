@@ -156,7 +156,6 @@ def _joint(H, g, J, r, D):
     return torch.cat([top, bottom], 0), torch.cat([g, D.T @ r])
 
 
-@torch.no_grad()
 def _coarser(data: TraceData, interpolated: int = 1) -> TraceData:
     """The recording sampled twice as coarsely: every other sample; for a fit on a
     recording interpolated ``interpolated`` times (:mod:`.resample`), every other
@@ -172,6 +171,7 @@ def _coarser(data: TraceData, interpolated: int = 1) -> TraceData:
     return interpolate(recorded, 2 * k)
 
 
+@torch.no_grad()
 def _step_shift(model, data: TraceData, nodes, r, J, JJ, RtR, *, step, adaptive, node_step,
                 smoothness, cell=None, interpolated: int = 1):
     """``([6, N], [k] or None)``: how far the optimum of the loss moves when the recording
